@@ -1,0 +1,10 @@
+//! The node: where its files are and how its kubelet and static pods are configured.
+
+/// Static pod manifests: files each component uses, its probe, its command line.
+pub mod manifests;
+/// Every path of one node, resolved under a root.
+pub mod paths;
+/// The kubelet config: reading it, and the single-key edit.
+pub mod kubelet;
+
+pub use paths::NodePaths;

@@ -1,0 +1,16 @@
+//! Certificates and keys, as kubeadm lays them out.
+
+/// External-CA detection, as kubeadm does it.
+pub mod external;
+/// Parse and check X.509 certificates.
+pub mod inspect;
+/// Build a renewed certificate from the old one's profile.
+pub mod issue;
+/// Private keys: generate, parse, and encode in kubeadm's PEM forms.
+pub mod keys;
+/// Kubeconfig files: read the embedded client credentials, replace them in place.
+pub mod kubeconfig;
+/// One read/write interface over PKI files and kubeconfigs.
+pub mod material;
+/// kubeadm's certificate handlers.
+pub mod table;

@@ -1,0 +1,4 @@
+//! `check-expiration`.
+
+/// Go-compatible formatting: tabwriter, ShortHumanDuration, dates.
+pub mod format;

@@ -1,0 +1,6 @@
+//! Restarting control-plane static pods.
+
+/// Find a process by command line in /proc; its start time.
+pub mod process;
+/// HTTP(S) health probes.
+pub mod probe;
