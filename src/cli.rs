@@ -1,1 +1,115 @@
-//! TODO
+//! Command-line definitions. The man page and shell completions are generated from these.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Keeps a kubeadm node's certificates from ever expiring.
+#[derive(Debug, Parser)]
+#[command(name = "kubeadm-certd", version = crate::VERSION, about, long_about = None)]
+pub struct Cli {
+    /// Directory under which every host path resolves (a whole node can live in a temp dir).
+    #[arg(long, global = true, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Config file [default: /etc/kubeadm-certd/config.yaml under --root]. An explicit file
+    /// is taken as given and must exist.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log debug details.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats of check-expiration.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    /// kubeadm's tables.
+    Text,
+    /// kubeadm's CertificateExpirationInfo.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report certificate expiry exactly as `kubeadm certs check-expiration` does, plus the
+    /// kubelet's own certificates.
+    CheckExpiration {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Renew certificates with the node's own CA, as `kubeadm certs renew` does.
+    Renew(RenewArgs),
+    /// Install certificates that an external CA signed from `renew --csr-only` requests.
+    InstallSigned {
+        /// Directory holding <name>.csr, <name>.key and the signed <name>.crt.
+        #[arg(long, value_name = "DIR")]
+        csr_dir: PathBuf,
+        /// Certificate names (default: every <name>.crt in the directory).
+        names: Vec<String>,
+        /// Do not restart the static pods that use the installed files.
+        #[arg(long)]
+        no_restart: bool,
+    },
+    /// Restart control-plane static pods by parking their manifests, one at a time.
+    Restart {
+        /// all, etcd, kube-apiserver, kube-controller-manager or kube-scheduler.
+        #[arg(required = true)]
+        components: Vec<String>,
+    },
+    /// Finish or undo whatever an interrupted run left: parked manifests, staged files.
+    Recover,
+    /// Run the daemon.
+    Run {
+        /// One cycle, then exit (for a timer).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Enable or disable the kubelet's serverTLSBootstrap (CA-signed serving certificates).
+    KubeletServingCerts {
+        /// enable or disable.
+        #[arg(value_parser = ["enable", "disable"])]
+        action: String,
+        /// Do not restart the kubelet.
+        #[arg(long)]
+        no_restart: bool,
+    },
+    /// Point kubelet.conf at kubelet-client-current.pem instead of an embedded certificate
+    /// (clusters made before kubeadm 1.17).
+    RepairKubeletConf,
+    /// Run the main job on a throwaway node.
+    Demo {
+        /// Build the node in DIR and keep it.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+    },
+    /// Write the man page and shell completions into DIR (used by packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory.
+        dir: PathBuf,
+    },
+}
+
+/// `renew` arguments.
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// `all`, `due`, or kubeadm certificate names (admin.conf, apiserver, ...).
+    #[arg(required = true, value_name = "all|due|NAME")]
+    pub targets: Vec<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not restart the static pods that use the renewed files.
+    #[arg(long)]
+    pub no_restart: bool,
+    /// Write CSRs and new keys for an external CA instead of renewing.
+    #[arg(long)]
+    pub csr_only: bool,
+    /// Where --csr-only writes (default: certificatesDir).
+    #[arg(long, value_name = "DIR", requires = "csr_only")]
+    pub csr_dir: Option<PathBuf>,
+}

@@ -1,1 +1,325 @@
-//! TODO
+//! Configuration: a YAML fragment (every key optional) -> defaults -> validated [`Settings`].
+//!
+//! Keys are camelCase like the kubelet's own config. An unknown key is an error that names it.
+
+use crate::node::paths::{NodePaths, Root};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default config file (resolved under `--root`).
+pub const DEFAULT_CONFIG: &str = "/etc/kubeadm-certd/config.yaml";
+/// Config files larger than this are refused rather than parsed.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The file as written: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Fragment {
+    certificates_dir: Option<String>,
+    kubeconfig_dir: Option<String>,
+    manifests_dir: Option<String>,
+    kubelet_config: Option<String>,
+    kubelet_pki_dir: Option<String>,
+    state_dir: Option<String>,
+    renew_before: Option<String>,
+    certificate_validity: Option<String>,
+    exclude: Option<Vec<String>>,
+    check_interval: Option<String>,
+    jitter: Option<String>,
+    ca_warn_before: Option<String>,
+    restart: Option<RestartFragment>,
+    kubelet: Option<KubeletFragment>,
+    metrics: Option<MetricsFragment>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RestartFragment {
+    enabled: Option<bool>,
+    parking_dir: Option<String>,
+    timeout: Option<String>,
+    min_hold: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct KubeletFragment {
+    #[serde(rename = "serverTLSBootstrap")]
+    server_tls_bootstrap: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MetricsFragment {
+    textfile: Option<String>,
+}
+
+/// Static-pod restart settings.
+#[derive(Debug, Clone)]
+pub struct RestartSettings {
+    /// Restart affected components after a renewal.
+    pub enabled: bool,
+    /// Host path of the parking directory.
+    pub parking_dir: String,
+    /// Bound on each hold and on each wait for a component to come back.
+    pub timeout: Duration,
+    /// Minimum hold; `None` means the kubelet's fileCheckFrequency.
+    pub min_hold: Option<Duration>,
+}
+
+/// Validated settings, with defaults applied. Paths are host paths; see [`Settings::paths`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// certificatesDir
+    pub certificates_dir: String,
+    /// kubeconfigDir
+    pub kubeconfig_dir: String,
+    /// manifestsDir
+    pub manifests_dir: String,
+    /// kubeletConfig
+    pub kubelet_config: String,
+    /// kubeletPkiDir
+    pub kubelet_pki_dir: String,
+    /// stateDir
+    pub state_dir: String,
+    /// Renew when less than this is left.
+    pub renew_before: Duration,
+    /// Validity of renewed certificates.
+    pub certificate_validity: Duration,
+    /// Certificate names never to renew.
+    pub exclude: Vec<String>,
+    /// Time between full scans of the daemon.
+    pub check_interval: Duration,
+    /// Random splay added to each interval.
+    pub jitter: Duration,
+    /// Warn when a CA has less than this left.
+    pub ca_warn_before: Duration,
+    /// Static-pod restarts.
+    pub restart: RestartSettings,
+    /// Desired kubelet `serverTLSBootstrap`; `None` leaves the file alone.
+    pub kubelet_server_tls_bootstrap: Option<bool>,
+    /// Host path of the node_exporter textfile; `None` when off.
+    pub metrics_textfile: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            certificates_dir: "/etc/kubernetes/pki".into(),
+            kubeconfig_dir: "/etc/kubernetes".into(),
+            manifests_dir: "/etc/kubernetes/manifests".into(),
+            kubelet_config: "/var/lib/kubelet/config.yaml".into(),
+            kubelet_pki_dir: "/var/lib/kubelet/pki".into(),
+            state_dir: "/var/lib/kubeadm-certd".into(),
+            renew_before: days(30),
+            certificate_validity: days(365),
+            exclude: Vec::new(),
+            check_interval: Duration::from_secs(3600),
+            jitter: Duration::from_secs(300),
+            ca_warn_before: days(365),
+            restart: RestartSettings {
+                enabled: true,
+                parking_dir: "/etc/kubernetes/tmp/kubeadm-certd-parked".into(),
+                timeout: Duration::from_secs(300),
+                min_hold: None,
+            },
+            kubelet_server_tls_bootstrap: None,
+            metrics_textfile: Some(
+                "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom".into(),
+            ),
+        }
+    }
+}
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
+}
+
+/// A positive humantime duration; `key` names the setting in errors.
+fn duration(key: &str, v: &str) -> Result<Duration> {
+    let d = humantime::parse_duration(v.trim())
+        .map_err(|e| anyhow::anyhow!("{key}: invalid duration {v:?}: {e}"))?;
+    if d.is_zero() {
+        bail!("{key}: duration must be positive, got {v:?}");
+    }
+    Ok(d)
+}
+
+fn abs_path(key: &str, v: String) -> Result<String> {
+    if !v.starts_with('/') {
+        bail!("{key}: must be an absolute path, got {v:?}");
+    }
+    Ok(v)
+}
+
+impl Settings {
+    /// Apply a fragment over the defaults and validate it.
+    pub fn from_fragment(f: Fragment) -> Result<Settings> {
+        let mut s = Settings::default();
+        let paths = [
+            ("certificatesDir", f.certificates_dir, &mut s.certificates_dir),
+            ("kubeconfigDir", f.kubeconfig_dir, &mut s.kubeconfig_dir),
+            ("manifestsDir", f.manifests_dir, &mut s.manifests_dir),
+            ("kubeletConfig", f.kubelet_config, &mut s.kubelet_config),
+            ("kubeletPkiDir", f.kubelet_pki_dir, &mut s.kubelet_pki_dir),
+            ("stateDir", f.state_dir, &mut s.state_dir),
+        ];
+        for (key, val, slot) in paths {
+            if let Some(v) = val {
+                *slot = abs_path(key, v)?;
+            }
+        }
+        let durations = [
+            ("renewBefore", f.renew_before, &mut s.renew_before),
+            ("certificateValidity", f.certificate_validity, &mut s.certificate_validity),
+            ("checkInterval", f.check_interval, &mut s.check_interval),
+            ("caWarnBefore", f.ca_warn_before, &mut s.ca_warn_before),
+        ];
+        for (key, val, slot) in durations {
+            if let Some(v) = val {
+                *slot = duration(key, &v)?;
+            }
+        }
+        if let Some(j) = f.jitter {
+            // Zero jitter is a legitimate choice, unlike the other durations.
+            s.jitter = match j.trim() {
+                "0" | "0s" => Duration::ZERO,
+                _ => duration("jitter", &j)?,
+            };
+        }
+        if let Some(ex) = f.exclude {
+            for name in &ex {
+                if crate::pki::table::handler(name).is_none() {
+                    bail!("exclude: unknown certificate name {name:?}");
+                }
+            }
+            s.exclude = ex;
+        }
+        if let Some(r) = f.restart {
+            if let Some(e) = r.enabled {
+                s.restart.enabled = e;
+            }
+            if let Some(p) = r.parking_dir {
+                s.restart.parking_dir = abs_path("restart.parkingDir", p)?;
+            }
+            if let Some(t) = r.timeout {
+                s.restart.timeout = duration("restart.timeout", &t)?;
+            }
+            if let Some(h) = r.min_hold {
+                s.restart.min_hold = Some(duration("restart.minHold", &h)?);
+            }
+        }
+        if let Some(k) = f.kubelet {
+            s.kubelet_server_tls_bootstrap = k.server_tls_bootstrap;
+        }
+        if let Some(m) = f.metrics {
+            s.metrics_textfile = match m.textfile {
+                Some(t) if t.is_empty() => None,
+                Some(t) => Some(abs_path("metrics.textfile", t)?),
+                None => s.metrics_textfile,
+            };
+        }
+        Ok(s)
+    }
+
+    /// Parse a config document.
+    pub fn parse(text: &str) -> Result<Settings> {
+        // An empty file (or one holding only comments) means all defaults.
+        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            return Ok(Settings::default());
+        }
+        let f: Fragment = serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Settings::from_fragment(f)
+    }
+
+    /// Load settings: an explicit `--config` is taken as given and must exist; the default
+    /// file is resolved under the root and may be absent (built-in defaults).
+    pub fn load(root: &Root, explicit: Option<&Path>) -> Result<Settings> {
+        let (path, required) = match explicit {
+            Some(p) => (p.to_path_buf(), true),
+            None => (root.resolve(DEFAULT_CONFIG), false),
+        };
+        let text = match read_capped(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Settings::default())
+            }
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+        };
+        Settings::parse(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Every path of the node, resolved under `root`.
+    pub fn paths(&self, root: &Root) -> NodePaths {
+        NodePaths {
+            root: root.clone(),
+            pki: root.resolve(&self.certificates_dir),
+            kubeconfigs: root.resolve(&self.kubeconfig_dir),
+            manifests: root.resolve(&self.manifests_dir),
+            kubelet_config: root.resolve(&self.kubelet_config),
+            kubelet_pki: root.resolve(&self.kubelet_pki_dir),
+            state: root.resolve(&self.state_dir),
+            parking: root.resolve(&self.restart.parking_dir),
+        }
+    }
+}
+
+/// Read a UTF-8 text file of at most [`MAX_CONFIG_BYTES`].
+fn read_capped(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidData, "not a regular file"));
+    }
+    let mut buf = Vec::new();
+    f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::new(ErrorKind::InvalidData, "larger than 1 MiB"));
+    }
+    String::from_utf8(buf).map_err(|_| Error::new(ErrorKind::InvalidData, "not valid UTF-8"))
+}
+
+/// A host path under a root, for callers that only have a config string.
+pub fn resolve(root: &Root, host: &str) -> PathBuf {
+    root.resolve(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let s = Settings::parse("# nothing\n").unwrap();
+        assert_eq!(s.renew_before, days(30));
+        assert_eq!(s.certificate_validity, days(365));
+        assert!(s.restart.enabled);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Settings::parse("renewBefor: 3d\n").unwrap_err();
+        assert!(format!("{e:#}").contains("renewBefor"), "{e:#}");
+        let e = Settings::parse("restart:\n  paused: true\n").unwrap_err();
+        assert!(format!("{e:#}").contains("paused"), "{e:#}");
+    }
+
+    #[test]
+    fn durations_must_be_positive() {
+        for bad in ["0s", "-5d", "soon"] {
+            let e = Settings::parse(&format!("renewBefore: {bad}\n")).unwrap_err();
+            assert!(format!("{e:#}").contains("renewBefore"), "{e:#}");
+        }
+        let s = Settings::parse("renewBefore: 45d\ncertificateValidity: 2y\n").unwrap();
+        assert_eq!(s.renew_before, days(45));
+    }
+
+    #[test]
+    fn exclude_names_must_be_known() {
+        assert!(Settings::parse("exclude: [apiserver, admin.conf]\n").is_ok());
+        let e = Settings::parse("exclude: [apiservr]\n").unwrap_err();
+        assert!(format!("{e:#}").contains("apiservr"));
+    }
+}

@@ -1,5 +1,7 @@
 //! The node: where its files are and how its kubelet and static pods are configured.
 
+/// Bounded, symlink-aware reads of node files.
+pub mod fsread;
 /// Static pod manifests: files each component uses, its probe, its command line.
 pub mod manifests;
 /// Every path of one node, resolved under a root.

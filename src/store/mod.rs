@@ -1,1 +1,11 @@
-//! Writing to the node safely.
+//! Writing to the node safely: atomic replacement, backups, the lock, and the commit journal
+//! that `recover` reads after a crash.
+
+/// Temp file in the same directory, fsync, rename, fsync the directory.
+pub mod atomic;
+/// Copies of old material under `<stateDir>/backups/<UTC timestamp>/`.
+pub mod backup;
+/// The journal of an in-flight commit, and recovery from it.
+pub mod journal;
+/// The exclusive lock that keeps two runs apart.
+pub mod lock;

@@ -1,0 +1,33 @@
+//! Logging: tracing to journald (structured fields, stable MESSAGE_IDs) when JOURNAL_STREAM
+//! is set, else human-readable lines on stderr. Key material never appears in any log.
+
+/// MESSAGE_ID of a renewed certificate.
+pub const MSG_RENEWED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b301";
+/// MESSAGE_ID of a failed renewal.
+pub const MSG_RENEW_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b302";
+/// MESSAGE_ID of a restarted component.
+pub const MSG_RESTARTED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b303";
+/// MESSAGE_ID of a failed restart.
+pub const MSG_RESTART_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b304";
+/// MESSAGE_ID of a certificate close to expiry that will not be renewed.
+pub const MSG_EXPIRING_SOON: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b305";
+/// MESSAGE_ID of a CA with little runway left.
+pub const MSG_CA_EXPIRING: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b306";
+
+/// Set up logging once, at process start.
+pub fn init(verbose: bool) {
+    use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+    let default = if verbose { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_env("KUBEADM_CERTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        if let Ok(layer) = tracing_journald::layer() {
+            let layer = layer.with_field_prefix(None).with_syslog_identifier("kubeadm-certd".into());
+            let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+            return;
+        }
+    }
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr).without_time().with_target(false))
+        .try_init();
+}

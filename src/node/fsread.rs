@@ -1,0 +1,64 @@
+//! Reading node files defensively: bounded size, regular files only, never through a
+//! symlink that leaves the root.
+
+use crate::node::paths::Root;
+use std::io::Read;
+use std::path::Path;
+
+/// Certificates, keys and kubeconfigs are small; anything larger is refused unread.
+pub const MAX_NODE_FILE: u64 = 1 << 20;
+
+/// Why a node file could not be read. Messages name no path; callers prefix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file does not exist.
+    #[error("file does not exist")]
+    Missing,
+    /// A symlink resolves outside `--root`.
+    #[error("symlink points outside the node root; refusing to follow it")]
+    OutsideRoot,
+    /// Not a regular file (a device, a directory, a FIFO).
+    #[error("not a regular file")]
+    NotRegular,
+    /// Too large to be what it claims.
+    #[error("file is larger than {} bytes", MAX_NODE_FILE)]
+    TooLarge,
+    /// Any other I/O error.
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Read a node file of at most [`MAX_NODE_FILE`] bytes.
+pub fn read_node_file(root: &Root, path: &Path) -> Result<Vec<u8>, ReadError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    if meta.file_type().is_symlink() && !root.contains_real(path)? {
+        return Err(ReadError::OutsideRoot);
+    }
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    if meta.len() > MAX_NODE_FILE {
+        return Err(ReadError::TooLarge);
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_NODE_FILE + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_NODE_FILE {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(buf)
+}
+
+/// Whether a path exists (without following a final symlink's target).
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}

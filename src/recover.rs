@@ -1,0 +1,88 @@
+//! `recover`: finish or undo whatever an interrupted run left behind. Every command and the
+//! daemon run it first, under the lock.
+//!
+//! 1. A renewal journal: roll it forward (every staged file it lists was verified before the
+//!    journal was written).
+//! 2. Staged files no journal lists: the crash came before the commit began; delete them.
+//! 3. A cert/key pair that still does not match (a crash by another tool, a hand edit): restore
+//!    from the newest backup whose key matches the certificate, or whose certificate matches
+//!    the key.
+//! 4. Parked static pod manifests: move them back (see `staticpods::park`).
+
+use crate::node::fsread::read_node_file;
+use crate::node::NodePaths;
+use crate::pki::inspect;
+use crate::pki::keys;
+use crate::pki::material::{cert_file, key_file};
+use crate::pki::table::{Location, HANDLERS};
+use crate::store::{atomic, backup, journal};
+use anyhow::Result;
+
+/// What recovery did, one line per action, for the log and the terminal.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Human-readable actions.
+    pub actions: Vec<String>,
+}
+
+/// Recover the renewal side (journal, strays, pairs).
+pub fn recover_pki(paths: &NodePaths) -> Result<Recovered> {
+    let mut r = Recovered::default();
+    if let Some(j) = journal::read(paths)? {
+        for t in journal::roll_forward(paths, &j)? {
+            r.actions.push(format!("finished interrupted renewal of {t}"));
+        }
+        journal::remove(paths)?;
+    }
+    for p in journal::remove_strays(&journal::staging_dirs(paths))? {
+        r.actions.push(format!("removed unfinished temp file {}", paths.show(&p)));
+    }
+    for h in &HANDLERS {
+        let Location::Pki(base) = h.location else { continue };
+        let (crt, key) = (cert_file(paths, h), key_file(paths, base));
+        if let Some(action) = repair_pair(paths, &crt, &key)? {
+            r.actions.push(action);
+        }
+    }
+    Ok(r)
+}
+
+fn spki_of_cert(bytes: &[u8]) -> Option<Vec<u8>> {
+    inspect::parse_cert_file(bytes).ok().and_then(|c| c.into_iter().next()).map(|c| c.spki)
+}
+
+fn spki_of_key(bytes: &[u8]) -> Option<Vec<u8>> {
+    keys::parse_key_file(bytes).ok().map(|k| k.spki())
+}
+
+/// If `crt` and `key` both exist, parse, and do not match, restore one of them from a backup.
+fn repair_pair(paths: &NodePaths, crt: &std::path::Path, key: &std::path::Path) -> Result<Option<String>> {
+    let (Ok(cb), Ok(kb)) = (read_node_file(&paths.root, crt), read_node_file(&paths.root, key)) else {
+        return Ok(None);
+    };
+    let (Some(cs), Some(ks)) = (spki_of_cert(&cb), spki_of_key(&kb)) else { return Ok(None) };
+    if cs == ks {
+        return Ok(None);
+    }
+    for dir in backup::list(paths) {
+        let old_key = backup::backup_path(paths, &dir, key);
+        if let Ok(b) = std::fs::read(&old_key) {
+            if spki_of_key(&b).as_ref() == Some(&cs) {
+                atomic::write_atomic(key, &b, 0o600)?;
+                return Ok(Some(format!("restored {} from {} to match its certificate", paths.show(key), paths.show(&dir))));
+            }
+        }
+        let old_crt = backup::backup_path(paths, &dir, crt);
+        if let Ok(b) = std::fs::read(&old_crt) {
+            if spki_of_cert(&b).as_ref() == Some(&ks) {
+                atomic::write_atomic(crt, &b, 0o644)?;
+                return Ok(Some(format!("restored {} from {} to match its key", paths.show(crt), paths.show(&dir))));
+            }
+        }
+    }
+    anyhow::bail!(
+        "{}: certificate does not match {} and no backup can repair the pair; restore both by hand",
+        paths.show(crt),
+        paths.show(key)
+    )
+}
