@@ -30,6 +30,8 @@ pub mod store;
 pub mod renew;
 /// Finishing or undoing an interrupted run.
 pub mod recover;
+/// Which static pods a renewal affects.
+pub mod restart_plan;
 /// External-CA flow: `--csr-only` and `install-signed`.
 pub mod csr;
 /// Restarting static pods by parking their manifests.
@@ -44,3 +46,8 @@ pub mod nodebuilder;
 pub mod demo;
 /// Command dispatch: each subcommand's run function.
 pub mod commands;
+
+/// Hook for `generate-assets` (man page and completions); see the packaging.
+pub fn assets_hook(dir: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::bail!("{}: asset generation is not built in yet", dir.display())
+}

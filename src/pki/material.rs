@@ -35,6 +35,14 @@ pub fn cert_file(paths: &NodePaths, h: &Handler) -> PathBuf {
     }
 }
 
+/// The handler's file relative to its directory, e.g. `etcd/server.crt` or `admin.conf`.
+pub fn cert_file_name(h: &Handler) -> String {
+    match h.location {
+        Location::Pki(base) => format!("{base}.crt"),
+        Location::Kubeconfig(file) => file.to_string(),
+    }
+}
+
 /// The private key file of a PKI pair.
 pub fn key_file(paths: &NodePaths, base: &str) -> PathBuf {
     paths.pki.join(format!("{base}.key"))

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// Building a report from a scan.
+pub mod build;
 /// Go-compatible formatting: tabwriter, ShortHumanDuration, dates.
 pub mod format;
 mod json;

@@ -1,0 +1,84 @@
+//! Command dispatch: each subcommand's run function. Output for humans goes to stdout;
+//! errors surface as `anyhow` chains that `main` prints as one line.
+
+mod check;
+mod renew;
+
+use crate::cli::{Cli, Command};
+use crate::config::Settings;
+use crate::node::paths::Root;
+use crate::node::NodePaths;
+use crate::store::lock::{self, Lock};
+use anyhow::Result;
+use time::OffsetDateTime;
+
+/// What every command needs: the node's paths and the settings.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Validated settings.
+    pub settings: Settings,
+    /// The node.
+    pub paths: NodePaths,
+}
+
+impl Ctx {
+    /// Load the config and resolve the node under `--root`.
+    pub fn load(cli: &Cli) -> Result<Ctx> {
+        let root = Root::new(&cli.root);
+        let settings = Settings::load(&root, cli.config.as_deref())?;
+        let paths = settings.paths(&root);
+        Ok(Ctx { settings, paths })
+    }
+
+    /// Take the lock and finish whatever an interrupted run left.
+    pub fn lock_and_recover(&self) -> Result<Lock> {
+        let l = lock::acquire(&self.paths.lock_file())?;
+        self.recover()?;
+        Ok(l)
+    }
+
+    fn recover(&self) -> Result<()> {
+        for a in crate::recover::recover_pki(&self.paths)?.actions {
+            tracing::warn!(ACTION = "recover", "{a}");
+        }
+        Ok(())
+    }
+}
+
+/// The wall clock, read only here at the edge.
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Demo { keep } => return crate::demo::run(keep.as_deref()),
+        Command::GenerateAssets { dir } => return crate::assets_hook(dir),
+        _ => {}
+    }
+    let ctx = Ctx::load(&cli)?;
+    match cli.command {
+        Command::CheckExpiration { output } => check::run(&ctx, output, now()),
+        Command::Renew(args) => renew::run(&ctx, &args, now()),
+        Command::InstallSigned { csr_dir, names, no_restart } => {
+            renew::install_signed(&ctx, &csr_dir, &names, no_restart, now())
+        }
+        Command::Recover => {
+            let _l = lock::acquire(&ctx.paths.lock_file())?;
+            let r = crate::recover::recover_pki(&ctx.paths)?;
+            if r.actions.is_empty() {
+                println!("Nothing to recover.");
+            }
+            for a in r.actions {
+                println!("{a}");
+            }
+            Ok(())
+        }
+        Command::Restart { .. }
+        | Command::Run { .. }
+        | Command::KubeletServingCerts { .. }
+        | Command::RepairKubeletConf => anyhow::bail!("not implemented yet"),
+        Command::Demo { .. } | Command::GenerateAssets { .. } => Ok(()),
+    }
+}
