@@ -125,6 +125,12 @@ fn decide(
         Ok(None) => return Decision::Skip(Skip::Missing),
         Ok(Some(l)) => l,
     };
+    if loaded.key_matches() == Some(false) {
+        return Decision::Refuse(format!(
+            "{}: private key does not match its certificate",
+            loaded.files().first().map(|p| scan.root.host_path(p).display().to_string()).unwrap_or_default()
+        ));
+    }
     if settings.exclude.iter().any(|x| x == h.name) {
         return Decision::Skip(Skip::Excluded);
     }
@@ -134,7 +140,10 @@ fn decide(
         None => return Decision::Refuse(format!("{}: no {} on this node", h.name, h.ca.name())),
     };
     let Some(ca_cert) = &ca.cert else {
-        return Decision::Refuse(format!("{}: CA certificate is missing", ca.cert_path.display()));
+        return Decision::Refuse(format!(
+            "{}: CA certificate is missing",
+            scan.root.host_path(&ca.cert_path).display()
+        ));
     };
     if ca.external() {
         return Decision::Skip(Skip::ExternalCa(h.ca));

@@ -23,6 +23,8 @@ use anyhow::Result;
 pub struct Recovered {
     /// Human-readable actions.
     pub actions: Vec<String>,
+    /// What could not be recovered.
+    pub problems: Vec<String>,
 }
 
 /// Recover the renewal side (journal, strays, pairs).
@@ -40,8 +42,12 @@ pub fn recover_pki(paths: &NodePaths) -> Result<Recovered> {
     for h in &HANDLERS {
         let Location::Pki(base) = h.location else { continue };
         let (crt, key) = (cert_file(paths, h), key_file(paths, base));
-        if let Some(action) = repair_pair(paths, &crt, &key)? {
-            r.actions.push(action);
+        // A pair that cannot be repaired is reported, not fatal: the plan refuses it and
+        // every other certificate is still served.
+        match repair_pair(paths, &crt, &key) {
+            Ok(Some(action)) => r.actions.push(action),
+            Ok(None) => {}
+            Err(e) => r.problems.push(format!("{e:#}")),
         }
     }
     Ok(r)

@@ -32,6 +32,8 @@ pub struct KubeletEntry {
 /// Everything read from the node.
 #[derive(Debug)]
 pub struct Scan {
+    /// The root the node lives under (for host paths in messages).
+    pub root: crate::node::paths::Root,
     /// Whether etcd is local (stacked): its PKI directory or manifest exists.
     pub local_etcd: bool,
     /// The CAs.
@@ -82,7 +84,7 @@ pub fn scan(paths: &NodePaths) -> Scan {
         .filter(|h| local_etcd || !crate::pki::table::needs_local_etcd(h))
         .map(|h| CertEntry { handler: h, state: material::load(paths, h) })
         .collect();
-    Scan { local_etcd, cas, certs, kubelet: kubelet_certs(paths) }
+    Scan { root: paths.root.clone(), local_etcd, cas, certs, kubelet: kubelet_certs(paths) }
 }
 
 /// The kubelet's client certificate and its serving certificate (the rotated one when

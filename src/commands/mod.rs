@@ -38,8 +38,12 @@ impl Ctx {
     }
 
     fn recover(&self) -> Result<()> {
-        for a in crate::recover::recover_pki(&self.paths)?.actions {
+        let r = crate::recover::recover_pki(&self.paths)?;
+        for a in r.actions {
             tracing::warn!(ACTION = "recover", "{a}");
+        }
+        for p in r.problems {
+            tracing::error!(ACTION = "recover", "{p}");
         }
         Ok(())
     }
@@ -67,11 +71,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Recover => {
             let _l = lock::acquire(&ctx.paths.lock_file())?;
             let r = crate::recover::recover_pki(&ctx.paths)?;
-            if r.actions.is_empty() {
+            if r.actions.is_empty() && r.problems.is_empty() {
                 println!("Nothing to recover.");
             }
-            for a in r.actions {
+            for a in &r.actions {
                 println!("{a}");
+            }
+            if !r.problems.is_empty() {
+                anyhow::bail!("{}", r.problems.join("\n"));
             }
             Ok(())
         }

@@ -92,6 +92,9 @@ pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
         print_dry_run(&plan, now, &restarts);
         return refusals(&plan);
     }
+    // All or nothing: a refused certificate stops the whole command before anything is
+    // written, so bad input leaves the node as it was.
+    refusals(&plan)?;
     let outcome = crate::renew::apply(&ctx.paths, &scan, &plan, &ctx.settings, now)?;
     for i in &plan.items {
         if let Some(l) = item_line(i, now) {
