@@ -36,6 +36,8 @@ pub mod restart_plan;
 pub mod csr;
 /// Restarting static pods by parking their manifests.
 pub mod staticpods;
+/// SIGTERM/SIGINT as a flag that long waits poll.
+pub mod signals;
 /// Byte-preserving single-value edits of YAML documents.
 pub mod yamledit;
 /// tracing setup, journald fields and MESSAGE_IDs.

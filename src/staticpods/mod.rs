@@ -4,3 +4,7 @@
 pub mod process;
 /// HTTP(S) health probes.
 pub mod probe;
+/// Park / unpark / recover: the parking dir is the journal.
+pub mod park;
+/// The per-component procedure, ordering, rollback.
+pub mod restart;
