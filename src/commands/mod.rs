@@ -2,6 +2,7 @@
 //! errors surface as `anyhow` chains that `main` prints as one line.
 
 mod check;
+mod kubelet;
 mod renew;
 
 use crate::cli::{Cli, Command};
@@ -82,10 +83,11 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Restart { .. }
-        | Command::Run { .. }
-        | Command::KubeletServingCerts { .. }
-        | Command::RepairKubeletConf => anyhow::bail!("not implemented yet"),
+        Command::KubeletServingCerts { action, no_restart } => {
+            kubelet::serving_certs(&ctx, action == "enable", no_restart)
+        }
+        Command::RepairKubeletConf => kubelet::repair(&ctx),
+        Command::Restart { .. } | Command::Run { .. } => anyhow::bail!("not implemented yet"),
         Command::Demo { .. } | Command::GenerateAssets { .. } => Ok(()),
     }
 }
