@@ -39,6 +39,9 @@ impl Ctx {
     }
 
     fn recover(&self) -> Result<()> {
+        for a in crate::staticpods::park::recover_parked(&self.paths)? {
+            tracing::warn!(ACTION = "recover", "{a}");
+        }
         let r = crate::recover::recover_pki(&self.paths)?;
         for a in r.actions {
             tracing::warn!(ACTION = "recover", "{a}");
@@ -71,6 +74,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Recover => {
             let _l = lock::acquire(&ctx.paths.lock_file())?;
+            for a in crate::staticpods::park::recover_parked(&ctx.paths)? {
+                println!("{a}");
+            }
             let r = crate::recover::recover_pki(&ctx.paths)?;
             if r.actions.is_empty() && r.problems.is_empty() {
                 println!("Nothing to recover.");
@@ -87,7 +93,23 @@ pub fn run(cli: Cli) -> Result<()> {
             kubelet::serving_certs(&ctx, action == "enable", no_restart)
         }
         Command::RepairKubeletConf => kubelet::repair(&ctx),
-        Command::Restart { .. } | Command::Run { .. } => anyhow::bail!("not implemented yet"),
+        Command::Restart { components } => {
+            let _l = ctx.lock_and_recover()?;
+            crate::signals::install();
+            let comps = crate::staticpods::restart::parse_components(&ctx.paths, &components)?;
+            let opts = crate::staticpods::restart::RestartOpts::from_node(&ctx.paths, &ctx.settings);
+            for r in crate::staticpods::restart::restart_all(&ctx.paths, &comps, &opts, &|_| Vec::new())? {
+                println!(
+                    "{} restarted: pid {} -> {}, down for {:.1}s",
+                    r.component.name(),
+                    r.old.iter().map(|p| p.pid.to_string()).collect::<Vec<_>>().join(","),
+                    r.new.map(|p| p.pid.to_string()).unwrap_or_else(|| "?".into()),
+                    r.downtime.as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Command::Run { .. } => anyhow::bail!("not implemented yet"),
         Command::Demo { .. } | Command::GenerateAssets { .. } => Ok(()),
     }
 }

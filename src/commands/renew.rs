@@ -136,7 +136,10 @@ fn report_outcome(ctx: &Ctx, outcome: &Outcome, restarts: &[String], no_restart:
             restarts.join(", ")
         );
     } else {
-        println!("Static pods to restart so that they load the new certificates: {}", restarts.join(", "));
+        println!("Restarting static pods so that they load the new certificates: {}", restarts.join(", "));
+        crate::signals::install();
+        crate::restart_plan::restart_after(&ctx.paths, &ctx.settings, outcome, restarts)?;
+        println!("Restarted {}; each came back healthy.", restarts.join(", "));
     }
     Ok(())
 }
