@@ -38,6 +38,8 @@ pub mod csr;
 pub mod staticpods;
 /// SIGTERM/SIGINT as a flag that long waits poll.
 pub mod signals;
+/// The daemon: the run loop, sd_notify, watches.
+pub mod daemon;
 /// Byte-preserving single-value edits of YAML documents.
 pub mod yamledit;
 /// tracing setup, journald fields and MESSAGE_IDs.

@@ -28,6 +28,30 @@ pub fn init(verbose: bool) {
     }
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr).without_time().with_target(false))
+        .with(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .without_time()
+                .with_target(false),
+        )
         .try_init();
+}
+
+/// Whether a recurring warning about `key` should be logged now: at most once a day per key,
+/// so that a daemon reacting to every change does not repeat itself.
+pub fn once_a_day(key: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static SEEN: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+    let Ok(mut g) = SEEN.lock() else { return true };
+    let map = g.get_or_insert_with(HashMap::new);
+    match map.get(key) {
+        Some(t) if t.elapsed() < Duration::from_secs(86_400) => false,
+        _ => {
+            map.insert(key.to_string(), Instant::now());
+            true
+        }
+    }
 }

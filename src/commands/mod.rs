@@ -2,7 +2,7 @@
 //! errors surface as `anyhow` chains that `main` prints as one line.
 
 mod check;
-mod kubelet;
+pub mod kubelet;
 mod renew;
 
 use crate::cli::{Cli, Command};
@@ -25,8 +25,13 @@ pub struct Ctx {
 impl Ctx {
     /// Load the config and resolve the node under `--root`.
     pub fn load(cli: &Cli) -> Result<Ctx> {
-        let root = Root::new(&cli.root);
-        let settings = Settings::load(&root, cli.config.as_deref())?;
+        Ctx::load_from(&cli.root, cli.config.as_deref())
+    }
+
+    /// Load from a root directory and an optional explicit config file.
+    pub fn load_from(root: &std::path::Path, config: Option<&std::path::Path>) -> Result<Ctx> {
+        let root = Root::new(root);
+        let settings = Settings::load(&root, config)?;
         let paths = settings.paths(&root);
         Ok(Ctx { settings, paths })
     }
@@ -109,7 +114,10 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Run { .. } => anyhow::bail!("not implemented yet"),
+        Command::Run { once } => {
+            let (root, config) = (cli.root.clone(), cli.config.clone());
+            crate::daemon::run(ctx, move || Ctx::load_from(&root, config.as_deref()), once)
+        }
         Command::Demo { .. } | Command::GenerateAssets { .. } => Ok(()),
     }
 }
