@@ -24,7 +24,11 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
         vec!["check-expiration"],
     ] {
         println!("\n$ kubeadm-certd --root {r} {}", args.join(" "));
-        let st = std::process::Command::new(&exe).arg("--root").arg(&root).args(&args).status()?;
+        let st = std::process::Command::new(&exe)
+            .arg("--root")
+            .arg(&root)
+            .args(&args)
+            .status()?;
         if !st.success() {
             anyhow::bail!("demo step `{}` failed", args.join(" "));
         }

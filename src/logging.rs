@@ -18,11 +18,17 @@ pub const MSG_CA_EXPIRING: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b306";
 pub fn init(verbose: bool) {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
     let default = if verbose { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_env("KUBEADM_CERTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("KUBEADM_CERTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(layer) = tracing_journald::layer() {
-            let layer = layer.with_field_prefix(None).with_syslog_identifier("kubeadm-certd".into());
-            let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+            let layer = layer
+                .with_field_prefix(None)
+                .with_syslog_identifier("kubeadm-certd".into());
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .try_init();
             return;
         }
     }

@@ -74,9 +74,11 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::CheckExpiration { output } => check::run(&ctx, output, now()),
         Command::Renew(args) => renew::run(&ctx, &args, now()),
-        Command::InstallSigned { csr_dir, names, no_restart } => {
-            renew::install_signed(&ctx, &csr_dir, &names, no_restart, now())
-        }
+        Command::InstallSigned {
+            csr_dir,
+            names,
+            no_restart,
+        } => renew::install_signed(&ctx, &csr_dir, &names, no_restart, now()),
         Command::Recover => {
             let _l = lock::acquire(&ctx.paths.lock_file())?;
             for a in crate::staticpods::park::recover_parked(&ctx.paths)? {
@@ -102,13 +104,22 @@ pub fn run(cli: Cli) -> Result<()> {
             let _l = ctx.lock_and_recover()?;
             crate::signals::install();
             let comps = crate::staticpods::restart::parse_components(&ctx.paths, &components)?;
-            let opts = crate::staticpods::restart::RestartOpts::from_node(&ctx.paths, &ctx.settings);
-            for r in crate::staticpods::restart::restart_all(&ctx.paths, &comps, &opts, &|_| Vec::new())? {
+            let opts =
+                crate::staticpods::restart::RestartOpts::from_node(&ctx.paths, &ctx.settings);
+            for r in
+                crate::staticpods::restart::restart_all(&ctx.paths, &comps, &opts, &|_| Vec::new())?
+            {
                 println!(
                     "{} restarted: pid {} -> {}, down for {:.1}s",
                     r.component.name(),
-                    r.old.iter().map(|p| p.pid.to_string()).collect::<Vec<_>>().join(","),
-                    r.new.map(|p| p.pid.to_string()).unwrap_or_else(|| "?".into()),
+                    r.old
+                        .iter()
+                        .map(|p| p.pid.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    r.new
+                        .map(|p| p.pid.to_string())
+                        .unwrap_or_else(|| "?".into()),
                     r.downtime.as_secs_f64()
                 );
             }

@@ -26,7 +26,9 @@ pub struct CycleReport {
 pub fn kubeadm_running(proc_root: &Path) -> Option<i32> {
     let rd = std::fs::read_dir(proc_root).ok()?;
     for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) {
             if comm.trim() == "kubeadm" {
                 return Some(pid);
@@ -37,7 +39,12 @@ pub fn kubeadm_running(proc_root: &Path) -> Option<i32> {
 }
 
 /// Run one cycle.
-pub fn run(paths: &NodePaths, settings: &Settings, counters: &mut super::shim::Counters, now: OffsetDateTime) -> CycleReport {
+pub fn run(
+    paths: &NodePaths,
+    settings: &Settings,
+    counters: &mut super::shim::Counters,
+    now: OffsetDateTime,
+) -> CycleReport {
     let mut rep = CycleReport::default();
     if let Some(pid) = kubeadm_running(Path::new(crate::staticpods::process::PROC_ROOT)) {
         tracing::info!(ACTION = "defer", "kubeadm (pid {pid}) is running, probably an upgrade, which renews certificates itself; deferring until it has finished");
@@ -54,10 +61,19 @@ pub fn run(paths: &NodePaths, settings: &Settings, counters: &mut super::shim::C
             Decision::Refuse(why) => {
                 rep.failures += 1;
                 counters.renewal_failed();
-                tracing::error!(MESSAGE_ID = logging::MSG_RENEW_FAILED, CERT_NAME = i.handler.name, ACTION = "renew", RESULT = "refused", "{why}");
+                tracing::error!(
+                    MESSAGE_ID = logging::MSG_RENEW_FAILED,
+                    CERT_NAME = i.handler.name,
+                    ACTION = "renew",
+                    RESULT = "refused",
+                    "{why}"
+                );
             }
             Decision::Skip(Skip::ExternalCa(_) | Skip::Excluded | Skip::NotSignedByCa(_)) => {
-                if let Some(t) = i.old_not_after.filter(|t| plan::is_due(*t, now, settings.renew_before) && logging::once_a_day(i.handler.name)) {
+                if let Some(t) = i.old_not_after.filter(|t| {
+                    plan::is_due(*t, now, settings.renew_before)
+                        && logging::once_a_day(i.handler.name)
+                }) {
                     tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_NAME = i.handler.name, NOT_AFTER = %t, ACTION = "skip", "{} expires at {t} and kubeadm-certd does not renew it here ({:?})", i.handler.name, i.decision);
                 }
             }
@@ -79,7 +95,12 @@ pub fn run(paths: &NodePaths, settings: &Settings, counters: &mut super::shim::C
                         Err(e) => {
                             rep.failures += 1;
                             restarts.iter().for_each(|c| counters.restart(c, false));
-                            tracing::error!(MESSAGE_ID = logging::MSG_RESTART_FAILED, ACTION = "restart", RESULT = "failed", "{e:#}");
+                            tracing::error!(
+                                MESSAGE_ID = logging::MSG_RESTART_FAILED,
+                                ACTION = "restart",
+                                RESULT = "failed",
+                                "{e:#}"
+                            );
                         }
                     }
                 }
@@ -87,11 +108,20 @@ pub fn run(paths: &NodePaths, settings: &Settings, counters: &mut super::shim::C
             Err(e) => {
                 rep.failures += 1;
                 counters.renewal_failed();
-                tracing::error!(MESSAGE_ID = logging::MSG_RENEW_FAILED, ACTION = "renew", RESULT = "failed", "{e:#}");
+                tracing::error!(
+                    MESSAGE_ID = logging::MSG_RENEW_FAILED,
+                    ACTION = "renew",
+                    RESULT = "failed",
+                    "{e:#}"
+                );
             }
         }
     }
-    let scan = if rep.renewed > 0 { crate::scan::scan(paths) } else { scan };
+    let scan = if rep.renewed > 0 {
+        crate::scan::scan(paths)
+    } else {
+        scan
+    };
     warn_runway(&scan, settings, now);
     if let Some(t) = super::shim::detect(paths).filter(|_| logging::once_a_day("kubelet.conf")) {
         tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_PATH = %paths.show(&paths.kubeconfigs.join("kubelet.conf")), "{t}");
@@ -112,16 +142,22 @@ pub fn run(paths: &NodePaths, settings: &Settings, counters: &mut super::shim::C
 fn warn_runway(scan: &Scan, settings: &Settings, now: OffsetDateTime) {
     for ca in scan.cas.values().flatten() {
         let Some(c) = &ca.cert else { continue };
-        if c.not_after - now < settings.ca_warn_before && logging::once_a_day(&format!("ca-runway-{}", ca.id.name())) {
+        if c.not_after - now < settings.ca_warn_before
+            && logging::once_a_day(&format!("ca-runway-{}", ca.id.name()))
+        {
             tracing::warn!(MESSAGE_ID = logging::MSG_CA_EXPIRING, CERT_NAME = ca.id.name(), CERT_PATH = %scan.root.host_path(&ca.cert_path).display(), NOT_AFTER = %c.not_after, "the {} CA expires at {}; leaves cannot outlive it: plan a CA rotation", ca.id.name(), c.not_after);
         }
-        if settings.certificate_validity > (c.not_after - now).unsigned_abs() && logging::once_a_day(&format!("ca-validity-{}", ca.id.name())) {
+        if settings.certificate_validity > (c.not_after - now).unsigned_abs()
+            && logging::once_a_day(&format!("ca-validity-{}", ca.id.name()))
+        {
             tracing::warn!(CERT_NAME = ca.id.name(), "certificateValidity exceeds the {} CA's remaining life; renewed certificates will be clamped to {}", ca.id.name(), c.not_after);
         }
     }
     for k in &scan.kubelet {
         let Ok(c) = &k.cert else { continue };
-        if plan::is_due(c.not_after, now, settings.renew_before) && logging::once_a_day(&format!("kubelet-{}", k.name)) {
+        if plan::is_due(c.not_after, now, settings.renew_before)
+            && logging::once_a_day(&format!("kubelet-{}", k.name))
+        {
             tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_NAME = k.name, CERT_PATH = %scan.root.host_path(&k.path).display(), NOT_AFTER = %c.not_after, "{} expires at {}; the kubelet rotates it itself — check that rotation works (kubelet logs, pending CSRs)", k.name, c.not_after);
         }
     }
@@ -129,7 +165,11 @@ fn warn_runway(scan: &Scan, settings: &Settings, now: OffsetDateTime) {
 
 /// "11 certificates ok; next: apiserver renews in 23d".
 fn status_line(scan: &Scan, settings: &Settings, now: OffsetDateTime, rep: &CycleReport) -> String {
-    let loaded: Vec<_> = scan.certs.iter().filter_map(|e| e.state.as_ref().ok().and_then(|l| l.as_ref())).collect();
+    let loaded: Vec<_> = scan
+        .certs
+        .iter()
+        .filter_map(|e| e.state.as_ref().ok().and_then(|l| l.as_ref()))
+        .collect();
     let ok = loaded.iter().filter(|l| l.leaf.not_after > now).count();
     let mut s = format!("{ok} certificates ok");
     if let Some(next) = loaded.iter().min_by_key(|l| l.leaf.not_after) {

@@ -6,10 +6,10 @@
 pub mod cycle;
 /// sd_notify wrapper.
 pub mod notify;
-/// Daemon-only configuration checks.
-pub mod validate;
 /// Stand-ins until metrics land.
 mod shim;
+/// Daemon-only configuration checks.
+pub mod validate;
 /// Directory watches.
 pub mod watch;
 
@@ -24,7 +24,10 @@ const DEBOUNCE: Duration = Duration::from_millis(700);
 
 /// Run the daemon (or one cycle with `once`).
 pub fn run(ctx: Ctx, reload: impl Fn() -> Result<Ctx> + Send + 'static, once: bool) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     rt.block_on(run_async(ctx, reload, once))
 }
 
@@ -36,7 +39,11 @@ fn splay(jitter: Duration) -> Duration {
 }
 
 async fn cycle(ctx: &Ctx, counters: &mut shim::Counters) -> Result<cycle::CycleReport> {
-    let (paths, settings, mut c) = (ctx.paths.clone(), ctx.settings.clone(), std::mem::take(counters));
+    let (paths, settings, mut c) = (
+        ctx.paths.clone(),
+        ctx.settings.clone(),
+        std::mem::take(counters),
+    );
     let (rep, c) = tokio::task::spawn_blocking(move || {
         let rep = cycle::run(&paths, &settings, &mut c, crate::commands::now());
         (rep, c)
@@ -67,7 +74,8 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     let (mut watcher, mut events) = watch::start(&ctx.paths)?;
     let wd = notify::watchdog_interval();
     let mut wd_tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
-    let mut next = tokio::time::Instant::now() + ctx.settings.check_interval + splay(ctx.settings.jitter);
+    let mut next =
+        tokio::time::Instant::now() + ctx.settings.check_interval + splay(ctx.settings.jitter);
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
@@ -123,7 +131,9 @@ async fn run_and_report(ctx: &Ctx, counters: &mut shim::Counters, events: &mut w
                 tracing::info!("{}", rep.status);
                 notify::status(&rep.status);
                 // Events caused by our own writes are not changes to react to.
-                if watch::drain_own(events, &rep.written).is_empty() || crate::signals::terminating() {
+                if watch::drain_own(events, &rep.written).is_empty()
+                    || crate::signals::terminating()
+                {
                     break;
                 }
             }

@@ -21,7 +21,10 @@ pub fn status(status: &str) {
 
 /// RELOADING=1
 pub fn reloading() {
-    send(&[NotifyState::Reloading, NotifyState::Status("reloading the configuration")]);
+    send(&[
+        NotifyState::Reloading,
+        NotifyState::Status("reloading the configuration"),
+    ]);
 }
 
 /// WATCHDOG=1

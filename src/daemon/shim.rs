@@ -8,7 +8,15 @@ impl Counters {
     pub fn renewal_failed(&mut self) {}
     pub fn restart(&mut self, _c: &str, _ok: bool) {}
 }
-pub fn render(_s: &crate::scan::Scan, _c: &Counters, _n: time::OffsetDateTime) -> String { String::new() }
-pub fn write_textfile(_p: &std::path::Path, _t: &str) -> anyhow::Result<()> { Ok(()) }
-pub fn detect(_p: &NodePaths) -> Option<String> { None }
-pub fn apply_setting(_c: &crate::commands::Ctx) -> anyhow::Result<()> { Ok(()) }
+pub fn render(_s: &crate::scan::Scan, _c: &Counters, _n: time::OffsetDateTime) -> String {
+    String::new()
+}
+pub fn write_textfile(_p: &std::path::Path, _t: &str) -> anyhow::Result<()> {
+    Ok(())
+}
+pub fn detect(_p: &NodePaths) -> Option<String> {
+    None
+}
+pub fn apply_setting(_c: &crate::commands::Ctx) -> anyhow::Result<()> {
+    Ok(())
+}

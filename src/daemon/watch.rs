@@ -24,7 +24,10 @@ pub fn start(paths: &NodePaths) -> Result<(notify::RecommendedWatcher, Events)> 
                 return;
             }
             for p in ev.paths {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 if is_staged_name(&name) || p.starts_with(&state) {
                     continue;
                 }
@@ -38,14 +41,20 @@ pub fn start(paths: &NodePaths) -> Result<(notify::RecommendedWatcher, Events)> 
     .context("starting the directory watcher")?;
     for d in dirs(paths) {
         if d.is_dir() {
-            w.watch(&d, RecursiveMode::NonRecursive).with_context(|| format!("watching {}", paths.show(&d)))?;
+            w.watch(&d, RecursiveMode::NonRecursive)
+                .with_context(|| format!("watching {}", paths.show(&d)))?;
         }
     }
     Ok((w, rx))
 }
 
 fn dirs(paths: &NodePaths) -> Vec<PathBuf> {
-    let mut v = vec![paths.pki.clone(), paths.pki.join("etcd"), paths.kubeconfigs.clone(), paths.kubelet_pki.clone()];
+    let mut v = vec![
+        paths.pki.clone(),
+        paths.pki.join("etcd"),
+        paths.kubeconfigs.clone(),
+        paths.kubelet_pki.clone(),
+    ];
     if let Some(d) = paths.kubelet_config.parent() {
         v.push(d.to_path_buf());
     }

@@ -56,17 +56,47 @@ pub fn all(spec: &NodeSpec) -> Vec<(&'static str, String)> {
     let adv = spec.advertise.to_string();
     let p = spec.ports;
     let mut out = vec![
-        ("kube-apiserver", apiserver(&adv, p.apiserver, p.etcd_client, spec.external_etcd)),
-        ("kube-controller-manager", simple("kube-controller-manager", p.controller_manager, &controller_manager_args())),
-        ("kube-scheduler", simple("kube-scheduler", p.scheduler, &scheduler_args())),
+        (
+            "kube-apiserver",
+            apiserver(&adv, p.apiserver, p.etcd_client, spec.external_etcd),
+        ),
+        (
+            "kube-controller-manager",
+            simple(
+                "kube-controller-manager",
+                p.controller_manager,
+                &controller_manager_args(),
+            ),
+        ),
+        (
+            "kube-scheduler",
+            simple("kube-scheduler", p.scheduler, &scheduler_args()),
+        ),
     ];
     if !spec.external_etcd {
-        out.insert(0, ("etcd", etcd(&spec.node_name, &adv, p.etcd_client, p.etcd_peer, p.etcd_metrics)));
+        out.insert(
+            0,
+            (
+                "etcd",
+                etcd(
+                    &spec.node_name,
+                    &adv,
+                    p.etcd_client,
+                    p.etcd_peer,
+                    p.etcd_metrics,
+                ),
+            ),
+        );
     }
     out
 }
 
-fn pod(name: &str, command: &[String], probe: (&str, &str, u16, &str), volumes: &[(&str, &str)]) -> String {
+fn pod(
+    name: &str,
+    command: &[String],
+    probe: (&str, &str, u16, &str),
+    volumes: &[(&str, &str)],
+) -> String {
     let (host, scheme, port, path) = probe;
     let mut cmd = String::new();
     for c in command {
@@ -75,7 +105,9 @@ fn pod(name: &str, command: &[String], probe: (&str, &str, u16, &str), volumes: 
     let mut mounts = String::new();
     let mut vols = String::new();
     for (vname, host_path) in volumes {
-        mounts.push_str(&format!("    - mountPath: {host_path}\n      name: {vname}\n      readOnly: true\n"));
+        mounts.push_str(&format!(
+            "    - mountPath: {host_path}\n      name: {vname}\n      readOnly: true\n"
+        ));
         vols.push_str(&format!("  - hostPath:\n      path: {host_path}\n      type: DirectoryOrCreate\n    name: {vname}\n"));
     }
     let probe = |kind: &str, threshold: u32| {
@@ -111,7 +143,12 @@ fn etcd(node: &str, adv: &str, client: u16, peer: u16, metrics: u16) -> String {
         format!("--trusted-ca-file={pki}/ca.crt"),
     ];
     let _ = adv;
-    pod("etcd", &cmd, ("127.0.0.1", "HTTP", metrics, "/livez"), &[("etcd-certs", pki), ("etcd-data", "/var/lib/etcd")])
+    pod(
+        "etcd",
+        &cmd,
+        ("127.0.0.1", "HTTP", metrics, "/livez"),
+        &[("etcd-certs", pki), ("etcd-data", "/var/lib/etcd")],
+    )
 }
 
 fn apiserver(adv: &str, port: u16, etcd: u16, external_etcd: bool) -> String {
@@ -147,7 +184,12 @@ fn apiserver(adv: &str, port: u16, etcd: u16, external_etcd: bool) -> String {
         format!("--tls-cert-file={k}/apiserver.crt"),
         format!("--tls-private-key-file={k}/apiserver.key"),
     ]);
-    pod("kube-apiserver", &cmd, (adv, "HTTPS", port, "/livez"), &[("ca-certs", "/etc/ssl/certs"), ("k8s-certs", k)])
+    pod(
+        "kube-apiserver",
+        &cmd,
+        (adv, "HTTPS", port, "/livez"),
+        &[("ca-certs", "/etc/ssl/certs"), ("k8s-certs", k)],
+    )
 }
 
 fn controller_manager_args() -> Vec<String> {
@@ -184,7 +226,11 @@ fn scheduler_args() -> Vec<String> {
 fn simple(name: &str, port: u16, args: &[String]) -> String {
     let mut args = args.to_vec();
     args.push(format!("--secure-port={port}"));
-    let conf = if name == "kube-scheduler" { "scheduler.conf" } else { "controller-manager.conf" };
+    let conf = if name == "kube-scheduler" {
+        "scheduler.conf"
+    } else {
+        "controller-manager.conf"
+    };
     let file = format!("/etc/kubernetes/{conf}");
     let mut vols = vec![("ca-certs", "/etc/ssl/certs")];
     if name == "kube-controller-manager" {
