@@ -48,6 +48,8 @@ pub mod restart_plan;
 pub mod scan;
 /// SIGTERM/SIGINT as a flag that long waits poll.
 pub mod signals;
+/// Stand-in control-plane components for `demo`.
+pub mod standin;
 /// Restarting static pods by parking their manifests.
 pub mod staticpods;
 /// Atomic writes, backups, the lock and the commit journal.
