@@ -60,12 +60,26 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    // A SIGTERM during a restart hold must unpark: the blocking cycle polls this flag.
+    let mut term_flag = signal(SignalKind::terminate())?;
+    let mut int_flag = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term_flag.recv() => {}
+            _ = int_flag.recv() => {}
+        }
+        crate::signals::request_termination();
+    });
     if let Err(e) = shim::apply_setting(&ctx) {
         tracing::error!("kubelet serverTLSBootstrap: {e:#}");
     }
     let mut counters = shim::Counters::default();
     let rep = cycle(&ctx, &mut counters).await?;
     tracing::info!("{}", rep.status);
+    if crate::signals::terminating() {
+        notify::stopping();
+        return Ok(());
+    }
     notify::ready(&rep.status);
     if once {
         notify::stopping();
@@ -116,13 +130,6 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
 }
 
 async fn run_and_report(ctx: &Ctx, counters: &mut shim::Counters, events: &mut watch::Events) {
-    // A SIGTERM during a restart hold must unpark: the blocking cycle polls this flag.
-    let term = tokio::spawn(async {
-        if let Ok(mut s) = signal(SignalKind::terminate()) {
-            s.recv().await;
-            crate::signals::request_termination();
-        }
-    });
     // A change by someone else during a cycle gets a cycle of its own (bounded, so a tool
     // rewriting files in a loop cannot keep the daemon busy forever).
     for _ in 0..3 {
@@ -143,5 +150,4 @@ async fn run_and_report(ctx: &Ctx, counters: &mut shim::Counters, events: &mut w
             }
         }
     }
-    term.abort();
 }

@@ -236,6 +236,9 @@ pub fn restart_one(
                 r.map(|r| r.to_string()).unwrap_or_default()
             ),
         };
+        if crate::signals::terminating() {
+            return Err(RestartError::Interrupted(c.name()));
+        }
         if Instant::now() >= deadline {
             return Err(RestartError::NotHealthy {
                 component: c.name(),
