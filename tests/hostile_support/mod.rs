@@ -27,14 +27,22 @@ const HANG_GUARD: Duration = Duration::from_secs(60);
 const MEMORY_CAP_KIB: u64 = 4 * 1024 * 1024;
 
 /// One node built for the whole test binary and copied for each case (building costs keys).
+/// It lives in the target's temp dir named after this process; templates of processes that
+/// are gone are removed first, since a static is never dropped.
 fn template() -> &'static Path {
     static T: OnceLock<PathBuf> = OnceLock::new();
     T.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("hostile-template-")
-            .tempdir()
-            .unwrap()
-            .keep();
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("hostile-template-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = base.join(format!("hostile-template-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         let mut spec = NodeSpec::new(OffsetDateTime::now_utc());
         spec.key = KeyAlg::EcP256;
         build(&dir, &spec).unwrap();
