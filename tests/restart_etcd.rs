@@ -15,7 +15,10 @@ fn etcd_node() -> Option<Node> {
         eprintln!("etcd/etcdctl not installed; skipping");
         return None;
     }
-    Some(Node::build(NodeOpts { etcd: true, ..NodeOpts::default() }))
+    Some(Node::build(NodeOpts {
+        etcd: true,
+        ..NodeOpts::default()
+    }))
 }
 
 /// `etcdctl endpoint health` against the node's etcd with the node's healthcheck-client cert.
@@ -36,31 +39,60 @@ fn renew_all_restarts_each_component_once_in_order_with_proof() {
     let h = node.kubelet();
     node.wait_healthy(&h);
     assert!(etcd_health(&node), "etcd answers before the renewal");
-    let old: Vec<_> = ORDER.iter().map(|c| node.process(&h, c).expect("running")).collect();
+    let old: Vec<_> = ORDER
+        .iter()
+        .map(|c| node.process(&h, c).expect("running"))
+        .collect();
     let etcd_cert = "/etc/kubernetes/pki/etcd/server.crt";
     let api_cert = "/etc/kubernetes/pki/apiserver.crt";
     let hc_cert = "/etc/kubernetes/pki/etcd/healthcheck-client.crt";
-    let (old_etcd, old_api, old_hc) = (node.cert_der(etcd_cert), node.cert_der(api_cert), node.cert_der(hc_cert));
+    let (old_etcd, old_api, old_hc) = (
+        node.cert_der(etcd_cert),
+        node.cert_der(api_cert),
+        node.cert_der(hc_cert),
+    );
     assert_eq!(node.served_cert(node.ports.etcd_client), old_etcd);
     assert_eq!(node.served_cert(node.ports.apiserver), old_api);
-    let old_confs: Vec<String> =
-        ["/etc/kubernetes/controller-manager.conf", "/etc/kubernetes/scheduler.conf"].iter().map(|p| node.read(p)).collect();
+    let old_confs: Vec<String> = [
+        "/etc/kubernetes/controller-manager.conf",
+        "/etc/kubernetes/scheduler.conf",
+    ]
+    .iter()
+    .map(|p| node.read(p))
+    .collect();
     let mark = h.events().len();
     let mon = Monitor::start(node.probes());
 
     let out = node.run(&["renew", "all"]);
     let outages = mon.finish();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), h.all_logs());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        h.all_logs()
+    );
 
     // Each once, in order, one at a time.
-    assert_eq!(started_after(&h, mark), ORDER, "{:?}", events_after(&h, mark));
+    assert_eq!(
+        started_after(&h, mark),
+        ORDER,
+        "{:?}",
+        events_after(&h, mark)
+    );
     let ev = events_after(&h, mark);
     let idx = |kind: EventKind, c: &str| {
         let f = format!("{c}.yaml");
-        ev.iter().position(|e| e.kind == kind && e.file == f).expect("event")
+        ev.iter()
+            .position(|e| e.kind == kind && e.file == f)
+            .expect("event")
     };
     for w in ORDER.windows(2) {
-        assert!(idx(EventKind::Started, w[0]) < idx(EventKind::Stopped, w[1]), "{} stopped before {} was back: {ev:?}", w[1], w[0]);
+        assert!(
+            idx(EventKind::Started, w[0]) < idx(EventKind::Stopped, w[1]),
+            "{} stopped before {} was back: {ev:?}",
+            w[1],
+            w[0]
+        );
     }
     for (c, old) in ORDER.iter().zip(&old) {
         let new = node.process(&h, c).expect("running");
@@ -73,8 +105,15 @@ fn renew_all_restarts_each_component_once_in_order_with_proof() {
     assert_ne!(new_hc, old_hc, "healthcheck-client was renewed");
     let new_etcd = node.cert_der(etcd_cert);
     assert_ne!(new_etcd, old_etcd);
-    assert_eq!(node.served_cert(node.ports.etcd_client), new_etcd, "etcd serves the renewed server.crt");
-    assert!(etcd_health(&node), "TLS handshake with the renewed healthcheck-client cert");
+    assert_eq!(
+        node.served_cert(node.ports.etcd_client),
+        new_etcd,
+        "etcd serves the renewed server.crt"
+    );
+    assert!(
+        etcd_health(&node),
+        "TLS handshake with the renewed healthcheck-client cert"
+    );
     // The apiserver serves its renewed certificate and loaded its renewed client certs.
     let new_api = node.cert_der(api_cert);
     assert_ne!(new_api, old_api);
@@ -87,8 +126,13 @@ fn renew_all_restarts_each_component_once_in_order_with_proof() {
             assert_eq!(content, node.read(&path), "{c} loaded a stale {path}");
         }
     }
-    let new_confs: Vec<String> =
-        ["/etc/kubernetes/controller-manager.conf", "/etc/kubernetes/scheduler.conf"].iter().map(|p| node.read(p)).collect();
+    let new_confs: Vec<String> = [
+        "/etc/kubernetes/controller-manager.conf",
+        "/etc/kubernetes/scheduler.conf",
+    ]
+    .iter()
+    .map(|p| node.read(p))
+    .collect();
     assert_ne!(new_confs[0], old_confs[0]);
     assert_ne!(new_confs[1], old_confs[1]);
 
@@ -97,7 +141,10 @@ fn renew_all_restarts_each_component_once_in_order_with_proof() {
     for c in ORDER {
         let r = reported_downtime(&err, c);
         assert!(r.is_some(), "no downtime reported for {c}:\n{err}");
-        println!("REPORTED component={c} seconds={:.1} (kubeadm-certd's own figure: park to healthy)", r.unwrap_or_default());
+        println!(
+            "REPORTED component={c} seconds={:.1} (kubeadm-certd's own figure: park to healthy)",
+            r.unwrap_or_default()
+        );
     }
 }
 
@@ -106,15 +153,30 @@ fn renew_etcd_server_restarts_only_etcd() {
     let Some(node) = etcd_node() else { return };
     let h = node.kubelet();
     node.wait_healthy(&h);
-    let old: Vec<_> = ORDER.iter().map(|c| node.process(&h, c).expect("running")).collect();
+    let old: Vec<_> = ORDER
+        .iter()
+        .map(|c| node.process(&h, c).expect("running"))
+        .collect();
     let mark = h.events().len();
     let out = node.run(&["renew", "etcd-server"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(started_after(&h, mark), ["etcd"], "{:?}", events_after(&h, mark));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        started_after(&h, mark),
+        ["etcd"],
+        "{:?}",
+        events_after(&h, mark)
+    );
     assert_replaced("etcd", &old[0], &node.process(&h, "etcd").expect("running"));
     for (c, o) in ORDER.iter().zip(&old).skip(1) {
         assert_eq!(node.process(&h, c).as_ref(), Some(o), "{c} restarted");
     }
-    assert_eq!(node.served_cert(node.ports.etcd_client), node.cert_der("/etc/kubernetes/pki/etcd/server.crt"));
+    assert_eq!(
+        node.served_cert(node.ports.etcd_client),
+        node.cert_der("/etc/kubernetes/pki/etcd/server.crt")
+    );
     assert!(etcd_health(&node));
 }

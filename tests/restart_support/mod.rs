@@ -25,7 +25,12 @@ use crate::kubelet::{Event, EventKind, HarnessOptions, KubeletHarness};
 pub const LIMIT: Duration = Duration::from_secs(90);
 
 /// The control-plane components in restart order.
-pub const ORDER: [&str; 4] = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+pub const ORDER: [&str; 4] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
 
 const STANDIN: &str = include_str!("standin.py");
 /// Where the stand-in and its hooks live, as seen inside the pods' mount namespace.
@@ -42,7 +47,10 @@ pub struct NodeOpts {
 
 impl Default for NodeOpts {
     fn default() -> Self {
-        NodeOpts { etcd: false, restart: vec!["timeout: 60s".into()] }
+        NodeOpts {
+            etcd: false,
+            restart: vec!["timeout: 60s".into()],
+        }
     }
 }
 
@@ -59,9 +67,12 @@ pub struct Node {
 
 /// Free loopback ports, all distinct (the listeners are held until every one is picked).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let ls: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
-    ls.iter().map(|l| l.local_addr().expect("local addr").port()).collect()
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    ls.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
 }
 
 fn replace_once(text: &str, from: &str, to: &str) -> String {
@@ -86,14 +97,22 @@ impl Node {
         };
         let mut spec = NodeSpec::new(time::OffsetDateTime::now_utc());
         spec.advertise = [127, 0, 0, 1].into();
+        // RSA key generation is slow in debug builds; the restart machinery does not care.
+        spec.key = kubeadm_certd::pki::inspect::KeyAlg::EcP256;
         spec.ports = ports;
         build(&root, &spec).expect("build node");
-        let node = Node { _dir: dir, root: root.clone(), config: root.with_file_name("config.yaml"), ports };
+        let node = Node {
+            _dir: dir,
+            root: root.clone(),
+            config: root.with_file_name("config.yaml"),
+            ports,
+        };
 
         let standin = node.host(STANDIN_DIR);
         std::fs::create_dir_all(&standin).expect("standin dir");
         std::fs::write(standin.join("standin.py"), STANDIN).expect("write standin.py");
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("self-signed");
+        let ck =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("self-signed");
         std::fs::write(standin.join("self.crt"), ck.cert.pem()).expect("self.crt");
         std::fs::write(standin.join("self.key"), ck.signing_key.serialize_pem()).expect("self.key");
 
@@ -111,7 +130,11 @@ impl Node {
         if opts.etcd {
             let data = format!("{STANDIN_DIR}/etcd-data");
             let text = std::fs::read_to_string(&etcd).expect("read etcd manifest");
-            let text = replace_once(&text, "--data-dir=/var/lib/etcd", &format!("--data-dir={data}"));
+            let text = replace_once(
+                &text,
+                "--data-dir=/var/lib/etcd",
+                &format!("--data-dir={data}"),
+            );
             let text = replace_once(&text, "path: /var/lib/etcd", &format!("path: {data}"));
             // etcd 3.4 (Debian) has /health, not /livez.
             let text = text.replace("path: /livez", "path: /health");
@@ -121,14 +144,22 @@ impl Node {
         }
         for c in node.components() {
             let m = node.manifest(c);
-            let want = if c == "etcd" { "etcd" } else { "/usr/bin/python3" };
+            let want = if c == "etcd" {
+                "etcd"
+            } else {
+                "/usr/bin/python3"
+            };
             assert_eq!(m.command[0], want, "{c}: {:?}", m.command);
             assert!(m.probe_target().is_some(), "{c} has no probe");
         }
 
         let kc = node.root.join("var/lib/kubelet/config.yaml");
         let text = std::fs::read_to_string(&kc).expect("kubelet config");
-        std::fs::write(&kc, replace_once(&text, "fileCheckFrequency: 0s", "fileCheckFrequency: 1s")).expect("kubelet config");
+        std::fs::write(
+            &kc,
+            replace_once(&text, "fileCheckFrequency: 0s", "fileCheckFrequency: 1s"),
+        )
+        .expect("kubelet config");
 
         let mut cfg = String::from("restart:\n");
         for l in &opts.restart {
@@ -166,41 +197,61 @@ impl Node {
 
     /// Components that have a manifest, in restart order.
     pub fn components(&self) -> Vec<&'static str> {
-        ORDER.into_iter().filter(|c| self.manifest_path(c).exists()).collect()
+        ORDER
+            .into_iter()
+            .filter(|c| self.manifest_path(c).exists())
+            .collect()
     }
 
     /// Components with their probes, for a [`Monitor`].
     pub fn probes(&self) -> Vec<(String, Probe)> {
         self.components()
             .into_iter()
-            .map(|c| (c.to_string(), self.manifest(c).probe_target().cloned().expect("probe")))
+            .map(|c| {
+                (
+                    c.to_string(),
+                    self.manifest(c).probe_target().cloned().expect("probe"),
+                )
+            })
             .collect()
     }
 
     /// Start the stand-in kubelet on this node (commands run with the node's etc at /etc).
     pub fn kubelet(&self) -> KubeletHarness {
-        let opts = HarnessOptions { node_root: Some(self.root.clone()), ..HarnessOptions::default() };
+        let opts = HarnessOptions {
+            node_root: Some(self.root.clone()),
+            ..HarnessOptions::default()
+        };
         KubeletHarness::start(&self.manifests(), opts)
     }
 
     /// Whether a component's probe answers healthy now.
     pub fn healthy(&self, component: &str) -> bool {
         let m = self.manifest(component);
-        m.probe_target().is_some_and(|p| probe(p, "127.0.0.1", Duration::from_secs(2)).is_healthy())
+        m.probe_target()
+            .is_some_and(|p| probe(p, "127.0.0.1", Duration::from_secs(2)).is_healthy())
     }
 
     /// Wait until every component runs and answers its probe.
     pub fn wait_healthy(&self, h: &KubeletHarness) {
         for c in self.components() {
             let file = format!("{c}.yaml");
-            let ok = KubeletHarness::wait_until(LIMIT, || h.running_pid(&file).is_some() && self.healthy(c));
-            assert!(ok, "{c} did not become healthy; events {:?}\n{}", h.events(), h.all_logs());
+            let ok = KubeletHarness::wait_until(LIMIT, || {
+                h.running_pid(&file).is_some() && self.healthy(c)
+            });
+            assert!(
+                ok,
+                "{c} did not become healthy; events {:?}\n{}",
+                h.events(),
+                h.all_logs()
+            );
         }
     }
 
     /// The process the harness runs for a component now.
     pub fn process(&self, h: &KubeletHarness, component: &str) -> Option<ProcInfo> {
-        h.running_pid(&format!("{component}.yaml")).and_then(|pid| proc_info(Path::new("/proc"), pid).ok())
+        h.running_pid(&format!("{component}.yaml"))
+            .and_then(|pid| proc_info(Path::new("/proc"), pid).ok())
     }
 
     /// Run kubeadm-certd on this node.
@@ -219,8 +270,13 @@ impl Node {
     /// The command line, for tests that signal the process.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kubeadm-certd"));
-        c.arg("--root").arg(&self.root).arg("--config").arg(&self.config).args(args);
-        c.env_remove("JOURNAL_STREAM").env_remove("KUBEADM_CERTD_LOG");
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args);
+        c.env_remove("JOURNAL_STREAM")
+            .env_remove("KUBEADM_CERTD_LOG");
         c
     }
 
@@ -238,7 +294,10 @@ impl Node {
 
     /// DER of the first certificate in a PEM file named by its host path.
     pub fn cert_der(&self, path: &str) -> Vec<u8> {
-        pem::parse(self.read(path)).expect("pem").contents().to_vec()
+        pem::parse(self.read(path))
+            .expect("pem")
+            .contents()
+            .to_vec()
     }
 
     /// DER of the certificate served on a loopback port.
@@ -270,8 +329,14 @@ pub fn events_after(h: &KubeletHarness, mark: usize) -> Vec<Event> {
 /// Proof that `new` replaced `old`: another pid, started later, and the old one gone.
 pub fn assert_replaced(component: &str, old: &ProcInfo, new: &ProcInfo) {
     assert_ne!(old.pid, new.pid, "{component}: same pid");
-    assert!(new.start_ticks > old.start_ticks, "{component}: {new:?} did not start after {old:?}");
-    assert!(new.start_time >= old.start_time, "{component}: start time went backwards");
+    assert!(
+        new.start_ticks > old.start_ticks,
+        "{component}: {new:?} did not start after {old:?}"
+    );
+    assert!(
+        new.start_time >= old.start_time,
+        "{component}: start time went backwards"
+    );
     assert!(
         !kubeadm_certd::staticpods::process::is_alive(Path::new("/proc"), old),
         "{component}: old process {} still runs",
@@ -279,10 +344,13 @@ pub fn assert_replaced(component: &str, old: &ProcInfo, new: &ProcInfo) {
     );
 }
 
+/// Probe answers over time: (when, healthy).
+type Samples = Vec<(Instant, bool)>;
+
 /// Probes every component in its own thread every 100 ms and records the outages.
 pub struct Monitor {
     stop: Arc<AtomicBool>,
-    threads: Vec<(String, JoinHandle<Vec<(Instant, bool)>>)>,
+    threads: Vec<(String, JoinHandle<Samples>)>,
 }
 
 impl Monitor {
@@ -371,7 +439,13 @@ mod tests {
     fn outage_measurement() {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let s = [(at(0), true), (at(100), false), (at(200), false), (at(300), true), (at(400), false)];
+        let s = [
+            (at(0), true),
+            (at(100), false),
+            (at(200), false),
+            (at(300), true),
+            (at(400), false),
+        ];
         assert_eq!(longest_outage(&s), Some(Duration::from_millis(300)));
         assert_eq!(longest_outage(&[(at(0), false), (at(100), true)]), None);
     }
