@@ -48,6 +48,12 @@ pub mod nodebuilder;
 pub mod demo;
 /// Command dispatch: each subcommand's run function.
 pub mod commands;
+/// `systemctl` on PATH, and waiting for the kubelet to be healthy.
+pub mod systemd;
+/// kubelet.conf's pre-1.17 embedded client certificate: detection and repair.
+pub mod kubelet_conf;
+/// The node_exporter textfile: x509 and kubeadm-certd metrics.
+pub mod metrics;
 
 /// Hook for `generate-assets` (man page and completions); see the packaging.
 pub fn assets_hook(dir: &std::path::Path) -> anyhow::Result<()> {

@@ -8,5 +8,7 @@ pub mod manifests;
 pub mod paths;
 /// The kubelet config: reading it, and the single-key edit.
 pub mod kubelet;
+/// The kubelet config's `serverTLSBootstrap` edit, and applying the setting.
+pub mod kubelet_edit;
 
 pub use paths::NodePaths;
