@@ -165,12 +165,15 @@ impl Out {
     }
 }
 
+/// A certificate series' value, given the scan time.
+type SeriesValue = fn(&CertSeries, i64) -> i64;
+
 /// The textfile for a scan taken at `now` (also the `x509_cert_expired` reference time and
 /// the last scan timestamp).
 pub fn render(scan: &Scan, counters: &Counters, now: OffsetDateTime) -> String {
     let certs = cert_series(scan);
     let mut o = Out(String::new());
-    let x509: [(&str, &str, fn(&CertSeries, i64) -> i64); 3] = [
+    let x509: [(&str, &str, SeriesValue); 3] = [
         (
             "x509_cert_not_after",
             "The date after which the certificate expires, as a Unix timestamp.",
