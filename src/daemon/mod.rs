@@ -73,7 +73,7 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     if let Err(e) = shim::apply_setting(&ctx) {
         tracing::error!("kubelet serverTLSBootstrap: {e:#}");
     }
-    let mut counters = shim::Counters::default();
+    let mut counters = shim::Counters;
     let rep = cycle(&ctx, &mut counters).await?;
     tracing::info!("{}", rep.status);
     if crate::signals::terminating() {
