@@ -47,12 +47,15 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Count one renewal attempt that ended at `at`.
-    pub fn renewal(&mut self, ok: bool, at: OffsetDateTime) {
-        self.renewals.add(ok);
-        if ok {
-            self.last_renewal = Some(at);
-        }
+    /// Count a successful renewal, finished at `at`.
+    pub fn renewal_ok(&mut self, at: OffsetDateTime) {
+        self.renewals.add(true);
+        self.last_renewal = Some(at);
+    }
+
+    /// Count a failed renewal.
+    pub fn renewal_failed(&mut self) {
+        self.renewals.add(false);
     }
 
     /// Count one restart attempt of `component`.
@@ -290,9 +293,9 @@ mod tests {
     fn counters_count() {
         let mut c = Counters::default();
         let t = time::macros::datetime!(2025-01-02 03:04:05 UTC);
-        c.renewal(false, t);
+        c.renewal_failed();
         assert_eq!(c.last_renewal, None);
-        c.renewal(true, t);
+        c.renewal_ok(t);
         c.restart("etcd", true);
         c.restart("etcd", false);
         c.restart("etcd", true);

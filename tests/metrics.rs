@@ -183,8 +183,8 @@ fn textfile_for_a_built_node() {
     let scan = kubeadm_certd::scan::scan(&paths);
     let mut counters = Counters::default();
     let renewed = built + Duration::from_secs(60);
-    counters.renewal(true, renewed);
-    counters.renewal(false, renewed + Duration::from_secs(60));
+    counters.renewal_ok(renewed);
+    counters.renewal_failed();
     counters.restart("etcd", true);
     counters.restart("kube-apiserver", false);
     // Leaves (3 days left) have expired at this time; CAs and kubelet.crt have not.

@@ -32,6 +32,13 @@ pub fn serving_certs(ctx: &Ctx, enable: bool, no_restart: bool) -> Result<()> {
     Ok(())
 }
 
+/// The daemon's start-up and reload step: apply `kubelet.serverTLSBootstrap` from the
+/// settings (nothing when unset), restarting the kubelet when the file changed. The caller
+/// holds the lock. See [`kubelet_edit::apply_setting`].
+pub fn apply_setting(ctx: &Ctx) -> Result<Edit> {
+    kubelet_edit::apply_setting(&ctx.paths, &ctx.settings, now())
+}
+
 /// `repair-kubelet-conf`.
 pub fn repair(ctx: &Ctx) -> Result<()> {
     let _lock = ctx.lock_and_recover()?;
