@@ -27,7 +27,11 @@ pub fn serving_certs(ctx: &Ctx, enable: bool, no_restart: bool) -> Result<()> {
     }
     if enable {
         println!("\n{ENABLE_FOLLOW_UP}");
-        tracing::warn!(ACTION = "kubelet-config", "{ENABLE_FOLLOW_UP}");
+        // The full text went to stdout; the journal gets the gist.
+        tracing::warn!(
+            ACTION = "kubelet-config",
+            "serverTLSBootstrap is on: approve this node's kubelet-serving CSRs (kubectl get csr; kubectl certificate approve NAME)"
+        );
     }
     Ok(())
 }

@@ -6,8 +6,6 @@
 pub mod cycle;
 /// sd_notify wrapper.
 pub mod notify;
-/// Stand-ins until metrics land.
-mod shim;
 /// Daemon-only configuration checks.
 pub mod validate;
 /// Directory watches.
@@ -38,7 +36,7 @@ fn splay(jitter: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=jitter.as_millis() as u64))
 }
 
-async fn cycle(ctx: &Ctx, counters: &mut shim::Counters) -> Result<cycle::CycleReport> {
+async fn cycle(ctx: &Ctx, counters: &mut crate::metrics::Counters) -> Result<cycle::CycleReport> {
     let (paths, settings, mut c) = (
         ctx.paths.clone(),
         ctx.settings.clone(),
@@ -70,10 +68,10 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
         }
         crate::signals::request_termination();
     });
-    if let Err(e) = shim::apply_setting(&ctx) {
+    if let Err(e) = crate::commands::kubelet::apply_setting(&ctx) {
         tracing::error!("kubelet serverTLSBootstrap: {e:#}");
     }
-    let mut counters = shim::Counters;
+    let mut counters = crate::metrics::Counters::default();
     let rep = cycle(&ctx, &mut counters).await?;
     tracing::info!("{}", rep.status);
     if crate::signals::terminating() {
@@ -129,7 +127,11 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     Ok(())
 }
 
-async fn run_and_report(ctx: &Ctx, counters: &mut shim::Counters, events: &mut watch::Events) {
+async fn run_and_report(
+    ctx: &Ctx,
+    counters: &mut crate::metrics::Counters,
+    events: &mut watch::Events,
+) {
     // A change by someone else during a cycle gets a cycle of its own (bounded, so a tool
     // rewriting files in a loop cannot keep the daemon busy forever).
     for _ in 0..3 {
