@@ -1,9 +1,9 @@
 //! Which static pods a renewal affects, from the manifests on disk (kubeadm's table when a
 //! manifest cannot be read).
 
+use crate::node::manifests::Manifest;
 use crate::node::NodePaths;
 use crate::pki::table::{Component, Handler};
-use crate::node::manifests::Manifest;
 use crate::plan::{restart_set, Consumers, Decision, Plan};
 use crate::staticpods::restart::find_manifest;
 
@@ -31,7 +31,11 @@ impl ManifestConsumers {
 
 impl Consumers for ManifestConsumers {
     fn uses(&self, c: Component, host_path: &str) -> Option<bool> {
-        self.found.iter().find(|(x, _)| *x == c).and_then(|(_, m)| m.as_ref()).map(|m| m.uses_file(host_path))
+        self.found
+            .iter()
+            .find(|(x, _)| *x == c)
+            .and_then(|(_, m)| m.as_ref())
+            .map(|m| m.uses_file(host_path))
     }
     fn present(&self, c: Component) -> bool {
         self.found.iter().any(|(x, _)| *x == c)
@@ -41,7 +45,10 @@ impl Consumers for ManifestConsumers {
 /// Component names to restart for a set of changed handler files.
 pub fn for_changes(paths: &NodePaths, changed: &[(&Handler, Vec<String>)]) -> Vec<String> {
     let consumers = ManifestConsumers::read(paths);
-    restart_set(changed, &consumers).into_iter().map(|c| c.name().to_string()).collect()
+    restart_set(changed, &consumers)
+        .into_iter()
+        .map(|c| c.name().to_string())
+        .collect()
 }
 
 /// Component names to restart for a plan's renewals.
@@ -71,15 +78,24 @@ pub fn rollback_for(
     outcome: &crate::renew::Outcome,
     c: Component,
 ) -> crate::staticpods::restart::Rollback {
-    let Some(dir) = &outcome.backup_dir else { return Vec::new() };
+    let Some(dir) = &outcome.backup_dir else {
+        return Vec::new();
+    };
     let consumers = ManifestConsumers::read(paths);
     let mut out = Vec::new();
     for r in &outcome.renewed {
-        let used = r.files.iter().any(|f| consumers.uses(c, f).unwrap_or_else(|| r.handler.consumers.contains(&c)));
+        let used = r.files.iter().any(|f| {
+            consumers
+                .uses(c, f)
+                .unwrap_or_else(|| r.handler.consumers.contains(&c))
+        });
         if used {
             for f in &r.files {
                 let target = paths.root.resolve(f);
-                out.push((target.clone(), crate::store::backup::backup_path(paths, dir, &target)));
+                out.push((
+                    target.clone(),
+                    crate::store::backup::backup_path(paths, dir, &target),
+                ));
             }
         }
     }
@@ -93,8 +109,13 @@ pub fn restart_after(
     outcome: &crate::renew::Outcome,
     components: &[String],
 ) -> anyhow::Result<()> {
-    let comps: Vec<Component> = components.iter().filter_map(|n| Component::from_name(n)).collect();
+    let comps: Vec<Component> = components
+        .iter()
+        .filter_map(|n| Component::from_name(n))
+        .collect();
     let opts = crate::staticpods::restart::RestartOpts::from_node(paths, settings);
-    crate::staticpods::restart::restart_all(paths, &comps, &opts, &|c| rollback_for(paths, outcome, c))?;
+    crate::staticpods::restart::restart_all(paths, &comps, &opts, &|c| {
+        rollback_for(paths, outcome, c)
+    })?;
     Ok(())
 }

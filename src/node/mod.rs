@@ -2,11 +2,13 @@
 
 /// Bounded, symlink-aware reads of node files.
 pub mod fsread;
+/// The kubelet config: reading it, and the single-key edit.
+pub mod kubelet;
+/// The kubelet config's `serverTLSBootstrap` edit, and applying the setting.
+pub mod kubelet_edit;
 /// Static pod manifests: files each component uses, its probe, its command line.
 pub mod manifests;
 /// Every path of one node, resolved under a root.
 pub mod paths;
-/// The kubelet config: reading it, and the single-key edit.
-pub mod kubelet;
 
 pub use paths::NodePaths;

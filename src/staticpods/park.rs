@@ -13,7 +13,12 @@ use std::path::{Path, PathBuf};
 pub fn ensure_parking(paths: &NodePaths) -> Result<PathBuf> {
     let park = &paths.parking;
     let mdev = std::fs::metadata(&paths.manifests)
-        .with_context(|| format!("{}: cannot read the manifests directory", paths.show(&paths.manifests)))?
+        .with_context(|| {
+            format!(
+                "{}: cannot read the manifests directory",
+                paths.show(&paths.manifests)
+            )
+        })?
         .dev();
     // Judge the filesystem by the nearest existing ancestor before creating anything.
     let mut probe = park.clone();
@@ -22,7 +27,9 @@ pub fn ensure_parking(paths: &NodePaths) -> Result<PathBuf> {
             break;
         }
     }
-    let pdev = std::fs::metadata(&probe).with_context(|| format!("{}: cannot stat", paths.show(&probe)))?.dev();
+    let pdev = std::fs::metadata(&probe)
+        .with_context(|| format!("{}: cannot stat", paths.show(&probe)))?
+        .dev();
     if pdev != mdev {
         bail!(
             "{}: restart.parkingDir is on a different filesystem than {}; a rename between them is not atomic, so nothing was moved",
@@ -82,7 +89,9 @@ pub fn unpark(paths: &NodePaths, file: &str) -> Result<Unparked> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let dir = crate::store::backup::new_dir(paths, time::OffsetDateTime::now_utc())?;
             let dest = dir.join(format!("parked-{file}"));
-            std::fs::rename(&from, &dest).with_context(|| format!("moving {} to {}", paths.show(&from), paths.show(&dest)))?;
+            std::fs::rename(&from, &dest).with_context(|| {
+                format!("moving {} to {}", paths.show(&from), paths.show(&dest))
+            })?;
             fsync_dir(&paths.parking)?;
             tracing::warn!(
                 "{} was replaced while it was parked (an upgrade?); keeping the new manifest, the parked one is in {}",
@@ -91,7 +100,8 @@ pub fn unpark(paths: &NodePaths, file: &str) -> Result<Unparked> {
             );
             Ok(Unparked::Superseded(dest))
         }
-        Err(e) => Err(e).with_context(|| format!("moving {} back to {}", paths.show(&from), paths.show(&to))),
+        Err(e) => Err(e)
+            .with_context(|| format!("moving {} back to {}", paths.show(&from), paths.show(&to))),
     }
 }
 
@@ -114,7 +124,10 @@ pub fn recover_parked(paths: &NodePaths) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for f in parked(paths) {
         match unpark(paths, &f)? {
-            Unparked::Restored => out.push(format!("moved parked manifest {f} back to {}", paths.show(&paths.manifests))),
+            Unparked::Restored => out.push(format!(
+                "moved parked manifest {f} back to {}",
+                paths.show(&paths.manifests)
+            )),
             Unparked::Superseded(p) => out.push(format!(
                 "kept the newer manifest {f}; the parked one was moved to {}",
                 paths.show(&p)

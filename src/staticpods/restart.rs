@@ -31,7 +31,10 @@ impl RestartOpts {
         let kubelet = kubelet_info(paths);
         RestartOpts {
             proc_root: PathBuf::from(crate::staticpods::process::PROC_ROOT),
-            min_hold: settings.restart.min_hold.unwrap_or(kubelet.file_check_frequency),
+            min_hold: settings
+                .restart
+                .min_hold
+                .unwrap_or(kubelet.file_check_frequency),
             timeout: settings.restart.timeout,
             poll: Duration::from_millis(200),
         }
@@ -43,13 +46,15 @@ pub fn kubelet_info(paths: &NodePaths) -> KubeletConfigInfo {
     std::fs::read(&paths.kubelet_config)
         .ok()
         .and_then(|b| parse_kubelet_config(&b).ok())
-        .unwrap_or_else(|| parse_kubelet_config(b"{}").unwrap_or(KubeletConfigInfo {
-            file_check_frequency: Duration::from_secs(20),
-            healthz_bind_address: "127.0.0.1".into(),
-            healthz_port: 10248,
-            server_tls_bootstrap: None,
-            static_pod_path: None,
-        }))
+        .unwrap_or_else(|| {
+            parse_kubelet_config(b"{}").unwrap_or(KubeletConfigInfo {
+                file_check_frequency: Duration::from_secs(20),
+                healthz_bind_address: "127.0.0.1".into(),
+                healthz_port: 10248,
+                server_tls_bootstrap: None,
+                static_pod_path: None,
+            })
+        })
 }
 
 /// A component's manifest file and its parsed contents.
@@ -76,10 +81,15 @@ pub fn find_manifest(paths: &NodePaths, c: Component) -> Result<Option<Found>> {
     }
     for f in files {
         let p = paths.manifests.join(&f);
-        let Ok(bytes) = crate::node::fsread::read_node_file(&paths.root, &p) else { continue };
+        let Ok(bytes) = crate::node::fsread::read_node_file(&paths.root, &p) else {
+            continue;
+        };
         match parse_manifest(&bytes) {
             Ok(m) if m.name == c.name() || m.component.as_deref() == Some(c.name()) => {
-                return Ok(Some(Found { file: f, manifest: m }))
+                return Ok(Some(Found {
+                    file: f,
+                    manifest: m,
+                }))
             }
             Ok(_) => {}
             Err(e) if f.ends_with(&conventional) => bail!("{}: {e}", paths.show(&p)),
@@ -126,7 +136,8 @@ pub enum RestartError {
 }
 
 fn probe_once(m: &Manifest) -> Option<ProbeResult> {
-    m.probe_target().map(|p| probe(p, "127.0.0.1", Duration::from_secs(2)))
+    m.probe_target()
+        .map(|p| probe(p, "127.0.0.1", Duration::from_secs(2)))
 }
 
 fn sleep_checking(d: Duration) -> bool {
@@ -135,19 +146,41 @@ fn sleep_checking(d: Duration) -> bool {
         if crate::signals::terminating() {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())));
+        std::thread::sleep(
+            Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())),
+        );
     }
     !crate::signals::terminating()
 }
 
 /// Restart one component: park, hold, unpark, wait for a new healthy process.
-pub fn restart_one(paths: &NodePaths, c: Component, opts: &RestartOpts) -> Result<Restarted, RestartError> {
-    let found = find_manifest(paths, c)?.ok_or_else(|| anyhow!("{}: no manifest in {}", c.name(), paths.show(&paths.manifests)))?;
+pub fn restart_one(
+    paths: &NodePaths,
+    c: Component,
+    opts: &RestartOpts,
+) -> Result<Restarted, RestartError> {
+    let found = find_manifest(paths, c)?.ok_or_else(|| {
+        anyhow!(
+            "{}: no manifest in {}",
+            c.name(),
+            paths.show(&paths.manifests)
+        )
+    })?;
     let m = &found.manifest;
     // (a) the running instance and its probe answer
     let old = find_by_cmdline(&opts.proc_root, &m.command).context("reading processes")?;
     let before = probe_once(m);
-    tracing::info!(COMPONENT = c.name(), ACTION = "park", "{}: parking {} (running pids {:?}, probe {})", c.name(), found.file, old.iter().map(|p| p.pid).collect::<Vec<_>>(), before.map(|p| p.to_string()).unwrap_or_else(|| "none".into()));
+    tracing::info!(
+        COMPONENT = c.name(),
+        ACTION = "park",
+        "{}: parking {} (running pids {:?}, probe {})",
+        c.name(),
+        found.file,
+        old.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        before
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "none".into())
+    );
     // (b) park
     let parked_at = Instant::now();
     park::park(paths, &found.file)?;
@@ -158,27 +191,58 @@ pub fn restart_one(paths: &NodePaths, c: Component, opts: &RestartOpts) -> Resul
     let unparked_at = SystemTime::now();
     let superseded = matches!(park::unpark(paths, &found.file)?, Unparked::Superseded(_));
     fail::fail_point!("restart::after-unpark");
-    if let Err(e) = held {
-        return Err(e);
-    }
+    held?;
     // (e) a new process started after the unpark, and a healthy probe
-    let back = if superseded { find_manifest(paths, c)?.map(|f| f.manifest).unwrap_or_else(|| m.clone()) } else { m.clone() };
+    let back = if superseded {
+        find_manifest(paths, c)?
+            .map(|f| f.manifest)
+            .unwrap_or_else(|| m.clone())
+    } else {
+        m.clone()
+    };
     let deadline = Instant::now() + opts.timeout;
     loop {
         let procs = find_by_cmdline(&opts.proc_root, &back.command).unwrap_or_default();
-        let fresh = procs.into_iter().find(|p| p.start_time + Duration::from_secs(1) >= unparked_at && !old.iter().any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks));
+        let fresh = procs.into_iter().find(|p| {
+            p.start_time + Duration::from_secs(1) >= unparked_at
+                && !old
+                    .iter()
+                    .any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks)
+        });
         let seen = match (&fresh, probe_once(&back)) {
             (Some(p), Some(r)) if r.is_healthy() => {
-                return Ok(Restarted { component: c, old, new: Some(p.clone()), downtime: parked_at.elapsed(), superseded })
+                return Ok(Restarted {
+                    component: c,
+                    old,
+                    new: Some(*p),
+                    downtime: parked_at.elapsed(),
+                    superseded,
+                })
             }
             (Some(p), None) => {
-                return Ok(Restarted { component: c, old, new: Some(p.clone()), downtime: parked_at.elapsed(), superseded })
+                return Ok(Restarted {
+                    component: c,
+                    old,
+                    new: Some(*p),
+                    downtime: parked_at.elapsed(),
+                    superseded,
+                })
             }
             (Some(p), Some(r)) => format!("new pid {} started, probe: {r}", p.pid),
-            (None, r) => format!("no new process; probe: {}", r.map(|r| r.to_string()).unwrap_or_default()),
+            (None, r) => format!(
+                "no new process; probe: {}",
+                r.map(|r| r.to_string()).unwrap_or_default()
+            ),
         };
+        if crate::signals::terminating() {
+            return Err(RestartError::Interrupted(c.name()));
+        }
         if Instant::now() >= deadline {
-            return Err(RestartError::NotHealthy { component: c.name(), timeout: opts.timeout, seen });
+            return Err(RestartError::NotHealthy {
+                component: c.name(),
+                timeout: opts.timeout,
+                seen,
+            });
         }
         std::thread::sleep(opts.poll);
     }
@@ -193,11 +257,17 @@ fn hold(old: &[ProcInfo], opts: &RestartOpts) -> Result<(), RestartError> {
     }
     while old.iter().any(|p| is_alive(&opts.proc_root, p)) {
         if start.elapsed() >= opts.timeout {
-            let alive: Vec<i32> = old.iter().filter(|p| is_alive(&opts.proc_root, p)).map(|p| p.pid).collect();
+            let alive: Vec<i32> = old
+                .iter()
+                .filter(|p| is_alive(&opts.proc_root, p))
+                .map(|p| p.pid)
+                .collect();
             return Err(RestartError::NotHealthy {
                 component: "hold",
                 timeout: opts.timeout,
-                seen: format!("old process(es) {alive:?} still running after the manifest was parked"),
+                seen: format!(
+                    "old process(es) {alive:?} still running after the manifest was parked"
+                ),
             });
         }
         if !sleep_checking(opts.poll) {
@@ -219,15 +289,36 @@ pub fn restart_all(
     rollback: &dyn Fn(Component) -> Rollback,
 ) -> Result<Vec<Restarted>> {
     let mut done = Vec::new();
-    for c in Component::ORDER.into_iter().filter(|c| components.contains(c)) {
+    for c in Component::ORDER
+        .into_iter()
+        .filter(|c| components.contains(c))
+    {
         match restart_one(paths, c, opts) {
             Ok(r) => {
-                tracing::info!(MESSAGE_ID = crate::logging::MSG_RESTARTED, COMPONENT = c.name(), ACTION = "restart", RESULT = "ok", "{} restarted (pid {:?}), down for {:.1}s", c.name(), r.new.as_ref().map(|p| p.pid), r.downtime.as_secs_f64());
+                tracing::info!(
+                    MESSAGE_ID = crate::logging::MSG_RESTARTED,
+                    COMPONENT = c.name(),
+                    ACTION = "restart",
+                    RESULT = "ok",
+                    "{} restarted (pid {:?}), down for {:.1}s",
+                    c.name(),
+                    r.new.as_ref().map(|p| p.pid),
+                    r.downtime.as_secs_f64()
+                );
                 done.push(r);
             }
-            Err(RestartError::Interrupted(_)) => bail!("{}: interrupted by a signal; its manifest is back in place", c.name()),
+            Err(RestartError::Interrupted(_)) => bail!(
+                "{}: interrupted by a signal; its manifest is back in place",
+                c.name()
+            ),
             Err(e) => {
-                tracing::error!(MESSAGE_ID = crate::logging::MSG_RESTART_FAILED, COMPONENT = c.name(), ACTION = "restart", RESULT = "failed", "{e}");
+                tracing::error!(
+                    MESSAGE_ID = crate::logging::MSG_RESTART_FAILED,
+                    COMPONENT = c.name(),
+                    ACTION = "restart",
+                    RESULT = "failed",
+                    "{e}"
+                );
                 let restored = restore(paths, &rollback(c))?;
                 let again = if restored.is_empty() {
                     String::from("no previous certificates to restore")
@@ -236,11 +327,25 @@ pub fn restart_all(
                     format!(
                         "restored {} from the backup and restarted it again: {}",
                         restored.join(", "),
-                        match r2 { Ok(_) => "it came back".to_string(), Err(e) => e.to_string() }
+                        match r2 {
+                            Ok(_) => "it came back".to_string(),
+                            Err(e) => e.to_string(),
+                        }
                     )
                 };
-                let rest: Vec<&str> = components.iter().filter(|x| **x > c).map(|x| x.name()).collect();
-                bail!("{e}; {again}; not restarting the remaining components{}", if rest.is_empty() { String::new() } else { format!(" ({})", rest.join(", ")) });
+                let rest: Vec<&str> = components
+                    .iter()
+                    .filter(|x| **x > c)
+                    .map(|x| x.name())
+                    .collect();
+                bail!(
+                    "{e}; {again}; not restarting the remaining components{}",
+                    if rest.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", rest.join(", "))
+                    }
+                );
             }
         }
     }
@@ -252,7 +357,9 @@ fn restore(paths: &NodePaths, pairs: &Rollback) -> Result<Vec<String>> {
     let now = time::OffsetDateTime::now_utc();
     let mut out = Vec::new();
     for (target, copy) in pairs {
-        let Ok(bytes) = std::fs::read(copy) else { continue };
+        let Ok(bytes) = std::fs::read(copy) else {
+            continue;
+        };
         if !still_valid(&bytes, now) {
             continue;
         }
@@ -268,8 +375,14 @@ fn still_valid(bytes: &[u8], now: time::OffsetDateTime) -> bool {
     if let Ok(certs) = crate::pki::inspect::parse_cert_file(bytes) {
         return certs.first().is_some_and(|c| c.valid_at(now));
     }
-    if let Ok(kc) = std::str::from_utf8(bytes).map_err(|_| ()).and_then(|t| crate::pki::kubeconfig::parse(t).map_err(|_| ())) {
-        return crate::pki::inspect::parse_cert_file(&kc.client_cert).ok().and_then(|c| c.into_iter().next()).is_some_and(|c| c.valid_at(now));
+    if let Ok(kc) = std::str::from_utf8(bytes)
+        .map_err(|_| ())
+        .and_then(|t| crate::pki::kubeconfig::parse(t).map_err(|_| ()))
+    {
+        return crate::pki::inspect::parse_cert_file(&kc.client_cert)
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .is_some_and(|c| c.valid_at(now));
     }
     true
 }
@@ -277,7 +390,10 @@ fn still_valid(bytes: &[u8], now: time::OffsetDateTime) -> bool {
 /// Components named on the command line (`all` = every one with a manifest), in order.
 pub fn parse_components(paths: &NodePaths, names: &[String]) -> Result<Vec<Component>> {
     if names.iter().any(|n| n == "all") {
-        return Ok(Component::ORDER.into_iter().filter(|c| find_manifest(paths, *c).ok().flatten().is_some()).collect());
+        return Ok(Component::ORDER
+            .into_iter()
+            .filter(|c| find_manifest(paths, *c).ok().flatten().is_some())
+            .collect());
     }
     names
         .iter()
