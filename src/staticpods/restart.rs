@@ -183,6 +183,7 @@ pub fn restart_one(
     );
     // (b) park
     let parked_at = Instant::now();
+    let parked_wall = SystemTime::now();
     park::park(paths, &found.file)?;
     fail::fail_point!("restart::after-park");
     // (c) hold for fileCheckFrequency and until the old process is gone, bounded by timeout
@@ -200,11 +201,14 @@ pub fn restart_one(
     } else {
         m.clone()
     };
+    // A manifest that replaced ours during the hold may already run: its process counts from
+    // the park on (the old processes are excluded by pid and start time).
+    let since = if superseded { parked_wall } else { unparked_at };
     let deadline = Instant::now() + opts.timeout;
     loop {
         let procs = find_by_cmdline(&opts.proc_root, &back.command).unwrap_or_default();
         let fresh = procs.into_iter().find(|p| {
-            p.start_time + Duration::from_secs(1) >= unparked_at
+            p.start_time + Duration::from_secs(1) >= since
                 && !old
                     .iter()
                     .any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks)
