@@ -43,7 +43,7 @@ impl RestartOpts {
 
 /// The kubelet config, or its defaults when unreadable.
 pub fn kubelet_info(paths: &NodePaths) -> KubeletConfigInfo {
-    std::fs::read(&paths.kubelet_config)
+    crate::node::fsread::read_node_file(&paths.root, &paths.kubelet_config)
         .ok()
         .and_then(|b| parse_kubelet_config(&b).ok())
         .unwrap_or_else(|| {
@@ -361,7 +361,8 @@ fn restore(paths: &NodePaths, pairs: &Rollback) -> Result<Vec<String>> {
     let now = time::OffsetDateTime::now_utc();
     let mut out = Vec::new();
     for (target, copy) in pairs {
-        let Ok(bytes) = std::fs::read(copy) else {
+        let Ok(bytes) = crate::node::fsread::read_regular(copy, crate::node::fsread::MAX_NODE_FILE)
+        else {
             continue;
         };
         if !still_valid(&bytes, now) {
