@@ -44,3 +44,5 @@ pub mod nodebuilder;
 pub mod demo;
 /// Command dispatch: each subcommand's run function.
 pub mod commands;
+/// Man pages and shell completions generated from the CLI (packaging).
+pub mod assets;
