@@ -147,11 +147,11 @@ pub fn install(
     names: &[String],
     dir: &Path,
     now: OffsetDateTime,
-) -> Result<crate::renew::Outcome> {
+    owe_restarts: bool) -> Result<crate::renew::Outcome> {
     let prepared = names
         .iter()
         .map(|n| prepare_install(paths, scan, n, dir))
         .collect::<Result<Vec<_>>>()?;
     fail::fail_point!("install-signed::before-commit");
-    crate::renew::commit(paths, &prepared, now)
+    crate::renew::commit(paths, &prepared, now, owe_restarts)
 }

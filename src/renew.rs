@@ -91,6 +91,7 @@ pub fn apply(
     plan: &Plan,
     settings: &Settings,
     now: OffsetDateTime,
+    owe_restarts: bool,
 ) -> Result<Outcome> {
     let items: Vec<(&Loaded, OffsetDateTime)> = plan
         .items
@@ -130,7 +131,7 @@ pub fn apply(
     for (((l, _), key), alg) in items.iter().zip(&new_keys).zip(&algs) {
         prepared.push(prepare(paths, scan, l, key, *alg, &ca_keys, settings, now)?);
     }
-    commit(paths, &prepared, now)
+    commit(paths, &prepared, now, owe_restarts)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -189,7 +190,12 @@ fn prepare(
 }
 
 /// Back up, stage, journal, rename, clear the journal.
-pub fn commit(paths: &NodePaths, prepared: &[Prepared], now: OffsetDateTime) -> Result<Outcome> {
+pub fn commit(
+    paths: &NodePaths,
+    prepared: &[Prepared],
+    now: OffsetDateTime,
+    owe_restarts: bool,
+) -> Result<Outcome> {
     let dir = backup::new_dir(paths, now)?;
     let files: Vec<PathBuf> = prepared.iter().flat_map(|p| p.old_files.clone()).collect();
     backup::copy_into(paths, &dir, &files)?;
@@ -220,6 +226,12 @@ pub fn commit(paths: &NodePaths, prepared: &[Prepared], now: OffsetDateTime) -> 
         entries,
     };
     journal::write(paths, &j)?;
+    if owe_restarts {
+        // Before any rename: a crash from here on leaves restarts that recovery carries out.
+        let changed: Vec<(&Handler, Vec<String>)> =
+            prepared.iter().map(|p| (p.renewed.handler, p.renewed.files.clone())).collect();
+        crate::store::owed::write(paths, &crate::restart_plan::for_changes(paths, &changed))?;
+    }
     fail::fail_point!("renew::after-stage");
     for e in &j.entries {
         atomic::commit(

@@ -81,7 +81,7 @@ pub fn run(
         }
     }
     if plan.renewing().next().is_some() {
-        match crate::renew::apply(paths, &scan, &plan, settings, now) {
+        match crate::renew::apply(paths, &scan, &plan, settings, now, settings.restart.enabled) {
             Ok(outcome) => {
                 rep.renewed = outcome.renewed.len();
                 for r in &outcome.renewed {

@@ -309,6 +309,7 @@ pub fn restart_all(
                     r.new.as_ref().map(|p| p.pid),
                     r.downtime.as_secs_f64()
                 );
+                crate::store::owed::done(paths, c.name())?;
                 done.push(r);
             }
             Err(RestartError::Interrupted(_)) => bail!(
@@ -316,6 +317,8 @@ pub fn restart_all(
                 c.name()
             ),
             Err(e) => {
+                // The failure is reported now; recovery must not retry it forever.
+                crate::store::owed::clear(paths)?;
                 tracing::error!(
                     MESSAGE_ID = crate::logging::MSG_RESTART_FAILED,
                     COMPONENT = c.name(),
