@@ -3,6 +3,8 @@
 //! crate's own parser (x509-parser directly, and the openssl CLI).
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod checks;
+
 use base64::Engine;
 use kubeadm_certd::nodebuilder::{build, NodeSpec};
 use kubeadm_certd::pki::inspect::KeyAlg;
@@ -78,6 +80,59 @@ impl Node {
         f(&mut spec);
         build(&root, &spec).unwrap();
         Node { tmp, root, spec }
+    }
+
+    /// An empty root (for nodes built by other tools).
+    pub fn empty(spec: NodeSpec) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        Node { tmp, root, spec }
+    }
+
+    /// A copy of another node's tree (cheaper than building: no key generation).
+    pub fn copy_of(src: &Node) -> Node {
+        let n = Node::empty(src.spec.clone());
+        std::fs::remove_dir(&n.root).unwrap();
+        let st = Command::new("cp").arg("-a").arg(&src.root).arg(&n.root).status().unwrap();
+        assert!(st.success(), "cp -a failed");
+        n
+    }
+
+    /// Run like [`Node::run`], but kill the process if it has not exited after `limit`
+    /// (a hang, e.g. blocked opening a FIFO); `None` then.
+    pub fn run_watchdog(&self, args: &[&str], limit: std::time::Duration) -> Option<Out> {
+        let mut full = vec!["--root".to_string(), self.root.display().to_string()];
+        full.extend(args.iter().map(|s| s.to_string()));
+        let dir = tempfile::tempdir().unwrap();
+        let (o, e) = (dir.path().join("out"), dir.path().join("err"));
+        let mut child = Command::new(BIN)
+            .args(&full)
+            .env("NO_COLOR", "1")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        Some(Out {
+            args: full,
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&o).unwrap(),
+            stderr: strip_ansi(&std::fs::read_to_string(&e).unwrap()),
+        })
     }
 
     pub fn default_node() -> Node {
