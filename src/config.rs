@@ -159,7 +159,11 @@ impl Settings {
     pub fn from_fragment(f: Fragment) -> Result<Settings> {
         let mut s = Settings::default();
         let paths = [
-            ("certificatesDir", f.certificates_dir, &mut s.certificates_dir),
+            (
+                "certificatesDir",
+                f.certificates_dir,
+                &mut s.certificates_dir,
+            ),
             ("kubeconfigDir", f.kubeconfig_dir, &mut s.kubeconfig_dir),
             ("manifestsDir", f.manifests_dir, &mut s.manifests_dir),
             ("kubeletConfig", f.kubelet_config, &mut s.kubelet_config),
@@ -173,7 +177,11 @@ impl Settings {
         }
         let durations = [
             ("renewBefore", f.renew_before, &mut s.renew_before),
-            ("certificateValidity", f.certificate_validity, &mut s.certificate_validity),
+            (
+                "certificateValidity",
+                f.certificate_validity,
+                &mut s.certificate_validity,
+            ),
             ("checkInterval", f.check_interval, &mut s.check_interval),
             ("caWarnBefore", f.ca_warn_before, &mut s.ca_warn_before),
         ];
@@ -227,7 +235,10 @@ impl Settings {
     /// Parse a config document.
     pub fn parse(text: &str) -> Result<Settings> {
         // An empty file (or one holding only comments) means all defaults.
-        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
             return Ok(Settings::default());
         }
         let f: Fragment = serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 fn loaded<'a>(scan: &'a Scan, name: &str) -> Result<Option<&'a Loaded>> {
-    let e = scan.cert(name).ok_or_else(|| anyhow!("{name}: not a certificate kubeadm-certd knows on this node"))?;
+    let e = scan
+        .cert(name)
+        .ok_or_else(|| anyhow!("{name}: not a certificate kubeadm-certd knows on this node"))?;
     match &e.state {
         Ok(l) => Ok(l.as_ref()),
         Err(p) => Err(anyhow!("{p}")),
@@ -27,17 +29,31 @@ fn loaded<'a>(scan: &'a Scan, name: &str) -> Result<Option<&'a Loaded>> {
 
 /// Write `<dir>/<name>.key` and `<dir>/<name>.csr` for each named certificate that exists.
 /// Returns the CSR paths written. Existing files are never overwritten.
-pub fn write_csrs(paths: &NodePaths, scan: &Scan, names: &[String], dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn write_csrs(
+    paths: &NodePaths,
+    scan: &Scan,
+    names: &[String],
+    dir: &Path,
+) -> Result<Vec<PathBuf>> {
     let mut todo = Vec::new();
     for name in names {
         let Some(l) = loaded(scan, name)? else {
-            println!("MISSING! {}", scan.cert(name).map(|e| e.handler.long_name).unwrap_or(name));
+            println!(
+                "MISSING! {}",
+                scan.cert(name).map(|e| e.handler.long_name).unwrap_or(name)
+            );
             continue;
         };
-        let (key_path, csr_path) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.csr")));
+        let (key_path, csr_path) = (
+            dir.join(format!("{name}.key")),
+            dir.join(format!("{name}.csr")),
+        );
         for p in [&key_path, &csr_path] {
             if crate::node::fsread::exists(p) {
-                bail!("{}: already exists; refusing to overwrite it (choose another --csr-dir)", paths.show(p));
+                bail!(
+                    "{}: already exists; refusing to overwrite it (choose another --csr-dir)",
+                    paths.show(p)
+                );
             }
         }
         todo.push((l, key_path, csr_path));
@@ -45,7 +61,10 @@ pub fn write_csrs(paths: &NodePaths, scan: &Scan, names: &[String], dir: &Path) 
     atomic::create_dir_all_mode(dir, 0o700)?;
     let mut written = Vec::new();
     for (l, key_path, csr_path) in todo {
-        let alg: KeyAlg = l.leaf.key_alg.ok_or_else(|| anyhow!("{}: unsupported key algorithm", l.handler.name))?;
+        let alg: KeyAlg = l
+            .leaf
+            .key_alg
+            .ok_or_else(|| anyhow!("{}: unsupported key algorithm", l.handler.name))?;
         let key = keys::generate(alg)?;
         let mut p = CertificateParams::default();
         p.distinguished_name = subject_of(&l.leaf)?;
@@ -53,12 +72,21 @@ pub fn write_csrs(paths: &NodePaths, scan: &Scan, names: &[String], dir: &Path) 
         dns.sort();
         dns.dedup();
         for d in dns {
-            p.subject_alt_names.push(SanType::DnsName(d.try_into().map_err(|_| anyhow!("bad DNS SAN"))?));
+            p.subject_alt_names.push(SanType::DnsName(
+                d.try_into().map_err(|_| anyhow!("bad DNS SAN"))?,
+            ));
         }
-        p.subject_alt_names.extend(l.leaf.ips.iter().copied().map(SanType::IpAddress));
-        let csr = p.serialize_request(&key).with_context(|| format!("{}: building the CSR", l.handler.name))?;
+        p.subject_alt_names
+            .extend(l.leaf.ips.iter().copied().map(SanType::IpAddress));
+        let csr = p
+            .serialize_request(&key)
+            .with_context(|| format!("{}: building the CSR", l.handler.name))?;
         let format = l.key_format().unwrap_or(KeyFormat::kubeadm_default(alg));
-        atomic::write_atomic(&key_path, keys::encode(&key, alg, format)?.as_bytes(), 0o600)?;
+        atomic::write_atomic(
+            &key_path,
+            keys::encode(&key, alg, format)?.as_bytes(),
+            0o600,
+        )?;
         atomic::write_atomic(&csr_path, csr.pem()?.as_bytes(), 0o600)?;
         written.push(csr_path);
     }
@@ -76,17 +104,28 @@ pub fn signed_names(scan: &Scan, dir: &Path) -> Vec<String> {
 
 /// Verify and prepare the installation of `<dir>/<name>.crt` + `.key`.
 pub fn prepare_install(paths: &NodePaths, scan: &Scan, name: &str, dir: &Path) -> Result<Prepared> {
-    let l = loaded(scan, name)?.ok_or_else(|| anyhow!("{name}: the certificate to replace is missing"))?;
+    let l = loaded(scan, name)?
+        .ok_or_else(|| anyhow!("{name}: the certificate to replace is missing"))?;
     let h = l.handler;
-    let ca = scan.ca(h.ca).and_then(|c| c.cert.as_ref()).ok_or_else(|| anyhow!("{name}: no {} certificate on disk", h.ca.name()))?;
-    let (crt_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let ca = scan
+        .ca(h.ca)
+        .and_then(|c| c.cert.as_ref())
+        .ok_or_else(|| anyhow!("{name}: no {} certificate on disk", h.ca.name()))?;
+    let (crt_path, key_path) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
     let read = |p: &Path| read_node_file(&paths.root, p).map_err(|e| FileProblem::new(paths, p, e));
     let crt_bytes = read(&crt_path)?;
-    let mut chain = inspect::parse_cert_file(&crt_bytes).map_err(|e| FileProblem::new(paths, &crt_path, e))?;
+    let mut chain =
+        inspect::parse_cert_file(&crt_bytes).map_err(|e| FileProblem::new(paths, &crt_path, e))?;
     let new: CertInfo = chain.remove(0);
-    let key = keys::parse_key_file(&read(&key_path)?).map_err(|e| FileProblem::new(paths, &key_path, e))?;
-    issue::verify_identity(&l.leaf, &new, ca, &key.spki()).map_err(|e| FileProblem::new(paths, &crt_path, e))?;
-    let key_pem = String::from_utf8(read(&key_path)?).map_err(|_| anyhow!("{}: not UTF-8", paths.show(&key_path)))?;
+    let key = keys::parse_key_file(&read(&key_path)?)
+        .map_err(|e| FileProblem::new(paths, &key_path, e))?;
+    issue::verify_identity(&l.leaf, &new, ca, &key.spki())
+        .map_err(|e| FileProblem::new(paths, &crt_path, e))?;
+    let key_pem = String::from_utf8(read(&key_path)?)
+        .map_err(|_| anyhow!("{}: not UTF-8", paths.show(&key_path)))?;
     let changes = l.replacement(paths, &new, &key_pem, &ca.to_pem())?;
     Ok(Prepared {
         old_files: l.files(),
@@ -102,8 +141,17 @@ pub fn prepare_install(paths: &NodePaths, scan: &Scan, name: &str, dir: &Path) -
 }
 
 /// Install every verified signed certificate in one commit. Nothing is written unless all verify.
-pub fn install(paths: &NodePaths, scan: &Scan, names: &[String], dir: &Path, now: OffsetDateTime) -> Result<crate::renew::Outcome> {
-    let prepared = names.iter().map(|n| prepare_install(paths, scan, n, dir)).collect::<Result<Vec<_>>>()?;
+pub fn install(
+    paths: &NodePaths,
+    scan: &Scan,
+    names: &[String],
+    dir: &Path,
+    now: OffsetDateTime,
+) -> Result<crate::renew::Outcome> {
+    let prepared = names
+        .iter()
+        .map(|n| prepare_install(paths, scan, n, dir))
+        .collect::<Result<Vec<_>>>()?;
     fail::fail_point!("install-signed::before-commit");
     crate::renew::commit(paths, &prepared, now)
 }

@@ -18,16 +18,46 @@ pub const MSG_CA_EXPIRING: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b306";
 pub fn init(verbose: bool) {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
     let default = if verbose { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_env("KUBEADM_CERTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("KUBEADM_CERTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(layer) = tracing_journald::layer() {
-            let layer = layer.with_field_prefix(None).with_syslog_identifier("kubeadm-certd".into());
-            let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+            let layer = layer
+                .with_field_prefix(None)
+                .with_syslog_identifier("kubeadm-certd".into());
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .try_init();
             return;
         }
     }
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr).without_time().with_target(false))
+        .with(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .without_time()
+                .with_target(false),
+        )
         .try_init();
+}
+
+/// Whether a recurring warning about `key` should be logged now: at most once a day per key,
+/// so that a daemon reacting to every change does not repeat itself.
+pub fn once_a_day(key: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static SEEN: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+    let Ok(mut g) = SEEN.lock() else { return true };
+    let map = g.get_or_insert_with(HashMap::new);
+    match map.get(key) {
+        Some(t) if t.elapsed() < Duration::from_secs(86_400) => false,
+        _ => {
+            map.insert(key.to_string(), Instant::now());
+            true
+        }
+    }
 }

@@ -45,6 +45,11 @@ pub struct NodeSpec {
     pub control_plane_files: bool,
     /// Ports the manifests' probes use: etcd metrics, apiserver, controller-manager, scheduler.
     pub ports: Ports,
+    /// Run every component as `<exe> standin ...` (the demo's stand-ins) instead of its
+    /// real binary; the real flags follow, so the command line still names the files.
+    pub standin: Option<PathBuf>,
+    /// fileCheckFrequency written into the kubelet config (kubeadm writes `0s`).
+    pub file_check_frequency: String,
 }
 
 /// Loopback ports named in the manifests.
@@ -93,6 +98,8 @@ impl NodeSpec {
             external_ca: false,
             control_plane_files: true,
             ports: Ports::default(),
+            standin: None,
+            file_check_frequency: "0s".into(),
         }
     }
 }
@@ -126,34 +133,114 @@ pub fn build(root: &Path, spec: &NodeSpec) -> Result<()> {
         "kubernetes.default.svc.cluster.local",
         n,
     ];
-    b.leaf(&ca, "apiserver", "kube-apiserver", &[], &api_dns, &[svc, adv], &[Eku::ServerAuth])?;
+    b.leaf(
+        &ca,
+        "apiserver",
+        "kube-apiserver",
+        &[],
+        &api_dns,
+        &[svc, adv],
+        &[Eku::ServerAuth],
+    )?;
     let admins = ["kubeadm:cluster-admins"];
-    b.leaf(&ca, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", &admins, &[], &[], &[Eku::ClientAuth])?;
-    b.leaf(&fp, "front-proxy-client", "front-proxy-client", &[], &[], &[], &[Eku::ClientAuth])?;
+    b.leaf(
+        &ca,
+        "apiserver-kubelet-client",
+        "kube-apiserver-kubelet-client",
+        &admins,
+        &[],
+        &[],
+        &[Eku::ClientAuth],
+    )?;
+    b.leaf(
+        &fp,
+        "front-proxy-client",
+        "front-proxy-client",
+        &[],
+        &[],
+        &[],
+        &[Eku::ClientAuth],
+    )?;
     if !spec.external_etcd {
         let etcd = b.ca("etcd/ca", "etcd-ca")?;
         let both = [Eku::ServerAuth, Eku::ClientAuth];
-        b.leaf(&etcd, "etcd/server", n, &[], &[n, "localhost"], &[adv, lo4, lo6], &both)?;
-        b.leaf(&etcd, "etcd/peer", n, &[], &[n, "localhost"], &[adv, lo4, lo6], &both)?;
-        b.leaf(&etcd, "etcd/healthcheck-client", "kube-etcd-healthcheck-client", &[], &[], &[], &[Eku::ClientAuth])?;
-        b.leaf(&etcd, "apiserver-etcd-client", "kube-apiserver-etcd-client", &[], &[], &[], &[Eku::ClientAuth])?;
+        b.leaf(
+            &etcd,
+            "etcd/server",
+            n,
+            &[],
+            &[n, "localhost"],
+            &[adv, lo4, lo6],
+            &both,
+        )?;
+        b.leaf(
+            &etcd,
+            "etcd/peer",
+            n,
+            &[],
+            &[n, "localhost"],
+            &[adv, lo4, lo6],
+            &both,
+        )?;
+        b.leaf(
+            &etcd,
+            "etcd/healthcheck-client",
+            "kube-etcd-healthcheck-client",
+            &[],
+            &[],
+            &[],
+            &[Eku::ClientAuth],
+        )?;
+        b.leaf(
+            &etcd,
+            "apiserver-etcd-client",
+            "kube-apiserver-etcd-client",
+            &[],
+            &[],
+            &[],
+            &[Eku::ClientAuth],
+        )?;
     }
     let sa = keys::generate(spec.key)?;
-    b.write("etc/kubernetes/pki/sa.key", &keys::encode(&sa, spec.key, KeyFormat::kubeadm_default(spec.key))?, 0o600)?;
+    b.write(
+        "etc/kubernetes/pki/sa.key",
+        &keys::encode(&sa, spec.key, KeyFormat::kubeadm_default(spec.key))?,
+        0o600,
+    )?;
     b.write("etc/kubernetes/pki/sa.pub", &sa.public_key_pem(), 0o600)?;
     let server = format!("https://{}:{}", spec.advertise, spec.ports.apiserver);
     b.kubeconfig(&ca, "admin.conf", "kubernetes-admin", &admins, &server)?;
     if spec.super_admin {
-        b.kubeconfig(&ca, "super-admin.conf", "kubernetes-super-admin", &["system:masters"], &server)?;
+        b.kubeconfig(
+            &ca,
+            "super-admin.conf",
+            "kubernetes-super-admin",
+            &["system:masters"],
+            &server,
+        )?;
     }
-    b.kubeconfig(&ca, "controller-manager.conf", "system:kube-controller-manager", &[], &server)?;
+    b.kubeconfig(
+        &ca,
+        "controller-manager.conf",
+        "system:kube-controller-manager",
+        &[],
+        &server,
+    )?;
     b.kubeconfig(&ca, "scheduler.conf", "system:kube-scheduler", &[], &server)?;
     b.kubelet(&ca, &server)?;
     if spec.control_plane_files {
-        for (name, text) in manifests::all(spec) {
-            b.write(&format!("etc/kubernetes/manifests/{name}.yaml"), &text, 0o600)?;
+        for (name, text) in manifests::all(spec, root) {
+            b.write(
+                &format!("etc/kubernetes/manifests/{name}.yaml"),
+                &text,
+                0o600,
+            )?;
         }
-        b.write("var/lib/kubelet/config.yaml", manifests::KUBELET_CONFIG, 0o644)?;
+        let kubelet = manifests::KUBELET_CONFIG.replace(
+            "fileCheckFrequency: 0s",
+            &format!("fileCheckFrequency: {}", spec.file_check_frequency),
+        );
+        b.write("var/lib/kubelet/config.yaml", &kubelet, 0o644)?;
     }
     if spec.external_ca {
         std::fs::remove_file(root.join("etc/kubernetes/pki/ca.key")).context("removing ca.key")?;
@@ -177,7 +264,11 @@ impl Builder<'_> {
     }
 
     fn key_pem(&self, k: &KeyPair) -> Result<String> {
-        Ok(keys::encode(k, self.spec.key, KeyFormat::kubeadm_default(self.spec.key))?)
+        Ok(keys::encode(
+            k,
+            self.spec.key,
+            KeyFormat::kubeadm_default(self.spec.key),
+        )?)
     }
 
     fn ca(&self, base: &str, cn: &str) -> Result<Ca> {
@@ -197,9 +288,20 @@ impl Builder<'_> {
         }
         p.not_before = p.not_after - ten_years;
         let cert = p.self_signed(&key)?;
-        self.write(&format!("etc/kubernetes/pki/{base}.crt"), &cert.pem(), 0o644)?;
-        self.write(&format!("etc/kubernetes/pki/{base}.key"), &self.key_pem(&key)?, 0o600)?;
-        Ok(Ca { pem: cert.pem(), key })
+        self.write(
+            &format!("etc/kubernetes/pki/{base}.crt"),
+            &cert.pem(),
+            0o644,
+        )?;
+        self.write(
+            &format!("etc/kubernetes/pki/{base}.key"),
+            &self.key_pem(&key)?,
+            0o600,
+        )?;
+        Ok(Ca {
+            pem: cert.pem(),
+            key,
+        })
     }
 
     /// Sign a leaf the way kubeadm's `NewSignedCert` does; returns (cert PEM, key PEM).
@@ -217,16 +319,22 @@ impl Builder<'_> {
         let mut p = CertificateParams::default();
         p.distinguished_name = rcgen::DistinguishedName::new();
         for (i, o) in orgs.iter().enumerate() {
-            let ty = if i == 0 { DnType::OrganizationName } else { DnType::CustomDnType(vec![2, 5, 4, 10]) };
+            let ty = if i == 0 {
+                DnType::OrganizationName
+            } else {
+                DnType::CustomDnType(vec![2, 5, 4, 10])
+            };
             p.distinguished_name.push(ty, *o);
         }
         p.distinguished_name.push(DnType::CommonName, cn);
         let mut dns: Vec<&str> = dns.to_vec();
         dns.sort();
         for d in dns {
-            p.subject_alt_names.push(SanType::DnsName(d.to_string().try_into()?));
+            p.subject_alt_names
+                .push(SanType::DnsName(d.to_string().try_into()?));
         }
-        p.subject_alt_names.extend(ips.iter().copied().map(SanType::IpAddress));
+        p.subject_alt_names
+            .extend(ips.iter().copied().map(SanType::IpAddress));
         p.extended_key_usages = eku.to_vec();
         p.key_usages = vec![Ku::DigitalSignature, Ku::KeyEncipherment];
         p.is_ca = IsCa::ExplicitNoCa;
@@ -264,18 +372,27 @@ impl Builder<'_> {
             b64(&cert),
             b64(&key)
         );
-        self.write(&format!("etc/kubernetes/{file}"), &kubeconfig_text(&b64(&ca.pem), server, cn, &user), 0o600)
+        self.write(
+            &format!("etc/kubernetes/{file}"),
+            &kubeconfig_text(&b64(&ca.pem), server, cn, &user),
+            0o600,
+        )
     }
 
     fn kubelet(&self, ca: &Ca, server: &str) -> Result<()> {
         let b64 = base64::engine::general_purpose::STANDARD.encode(&ca.pem);
         let cn = format!("system:node:{}", self.spec.node_name);
-        let user = format!("    client-certificate: {KUBELET_CLIENT}\n    client-key: {KUBELET_CLIENT}\n");
+        let user =
+            format!("    client-certificate: {KUBELET_CLIENT}\n    client-key: {KUBELET_CLIENT}\n");
         let text = kubeconfig_text(&b64, server, &cn, &user);
         self.write("etc/kubernetes/kubelet.conf", &text, 0o600)?;
         let (cert, key) = self.sign(ca, &cn, &["system:nodes"], &[], &[], &[Eku::ClientAuth])?;
         let dated = format!("kubelet-client-{}.pem", self.spec.now.unix_timestamp());
-        self.write(&format!("var/lib/kubelet/pki/{dated}"), &format!("{cert}{key}"), 0o600)?;
+        self.write(
+            &format!("var/lib/kubelet/pki/{dated}"),
+            &format!("{cert}{key}"),
+            0o600,
+        )?;
         let link = self.path("var/lib/kubelet/pki/kubelet-client-current.pem");
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&dated, &link)?;
@@ -290,7 +407,11 @@ impl Builder<'_> {
         p.serial_number = Some(crate::pki::issue::random_serial().into());
         let scert = p.self_signed(&skey)?;
         self.write("var/lib/kubelet/pki/kubelet.crt", &scert.pem(), 0o644)?;
-        self.write("var/lib/kubelet/pki/kubelet.key", &self.key_pem(&skey)?, 0o600)
+        self.write(
+            "var/lib/kubelet/pki/kubelet.key",
+            &self.key_pem(&skey)?,
+            0o600,
+        )
     }
 }
 

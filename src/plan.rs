@@ -72,17 +72,25 @@ pub struct Plan {
 impl Plan {
     /// Items that renew.
     pub fn renewing(&self) -> impl Iterator<Item = &Item> {
-        self.items.iter().filter(|i| matches!(i.decision, Decision::Renew { .. }))
+        self.items
+            .iter()
+            .filter(|i| matches!(i.decision, Decision::Renew { .. }))
     }
 
     /// Whether anything was refused.
     pub fn has_refusals(&self) -> bool {
-        self.items.iter().any(|i| matches!(i.decision, Decision::Refuse(_)))
+        self.items
+            .iter()
+            .any(|i| matches!(i.decision, Decision::Refuse(_)))
     }
 }
 
 /// Which certificates are due: less than `renew_before` left at `now`.
-pub fn is_due(not_after: OffsetDateTime, now: OffsetDateTime, renew_before: std::time::Duration) -> bool {
+pub fn is_due(
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+    renew_before: std::time::Duration,
+) -> bool {
     not_after - now < renew_before
 }
 
@@ -105,8 +113,17 @@ pub fn plan(scan: &Scan, sel: &Selection, settings: &Settings, now: OffsetDateTi
         })
         .map(|e| {
             let h = e.handler;
-            let old_not_after = e.state.as_ref().ok().and_then(|l| l.as_ref()).map(|l| l.leaf.not_after);
-            Item { handler: h, old_not_after, decision: decide(scan, e, sel, settings, now) }
+            let old_not_after = e
+                .state
+                .as_ref()
+                .ok()
+                .and_then(|l| l.as_ref())
+                .map(|l| l.leaf.not_after);
+            Item {
+                handler: h,
+                old_not_after,
+                decision: decide(scan, e, sel, settings, now),
+            }
         })
         .collect();
     Plan { items, unknown }
@@ -125,6 +142,16 @@ fn decide(
         Ok(None) => return Decision::Skip(Skip::Missing),
         Ok(Some(l)) => l,
     };
+    if loaded.key_matches() == Some(false) {
+        return Decision::Refuse(format!(
+            "{}: private key does not match its certificate",
+            loaded
+                .files()
+                .first()
+                .map(|p| scan.root.host_path(p).display().to_string())
+                .unwrap_or_default()
+        ));
+    }
     if settings.exclude.iter().any(|x| x == h.name) {
         return Decision::Skip(Skip::Excluded);
     }
@@ -134,7 +161,10 @@ fn decide(
         None => return Decision::Refuse(format!("{}: no {} on this node", h.name, h.ca.name())),
     };
     let Some(ca_cert) = &ca.cert else {
-        return Decision::Refuse(format!("{}: CA certificate is missing", ca.cert_path.display()));
+        return Decision::Refuse(format!(
+            "{}: CA certificate is missing",
+            scan.root.host_path(&ca.cert_path).display()
+        ));
     };
     if ca.external() {
         return Decision::Skip(Skip::ExternalCa(h.ca));
@@ -146,7 +176,11 @@ fn decide(
         return Decision::Skip(Skip::NotDue);
     }
     if !ca_cert.valid_at(now) {
-        let why = if now < ca_cert.not_before { "is not yet valid" } else { "has expired" };
+        let why = if now < ca_cert.not_before {
+            "is not yet valid"
+        } else {
+            "has expired"
+        };
         return Decision::Refuse(format!(
             "{}: the {} CA {why} (NotBefore {}, NotAfter {}); refusing to issue certificates it cannot vouch for. Rotate the CA first",
             h.name,
@@ -156,11 +190,17 @@ fn decide(
         ));
     }
     if loaded.leaf.key_alg.is_none() {
-        return Decision::Refuse(format!("{}: unsupported key algorithm (kubeadm uses RSA or ECDSA P-256)", h.name));
+        return Decision::Refuse(format!(
+            "{}: unsupported key algorithm (kubeadm uses RSA or ECDSA P-256)",
+            h.name
+        ));
     }
     let wanted = now + settings.certificate_validity;
     let clamped = wanted > ca_cert.not_after;
-    Decision::Renew { new_not_after: if clamped { ca_cert.not_after } else { wanted }, clamped }
+    Decision::Renew {
+        new_not_after: if clamped { ca_cert.not_after } else { wanted },
+        clamped,
+    }
 }
 
 /// Who uses which host file, as far as the manifests say.
@@ -174,7 +214,10 @@ pub trait Consumers {
 
 /// The components to restart after `changed` handlers' files (host paths) changed: each once,
 /// in etcd → apiserver → controller-manager → scheduler order.
-pub fn restart_set(changed: &[(&Handler, Vec<String>)], consumers: &dyn Consumers) -> Vec<Component> {
+pub fn restart_set(
+    changed: &[(&Handler, Vec<String>)],
+    consumers: &dyn Consumers,
+) -> Vec<Component> {
     Component::ORDER
         .into_iter()
         .filter(|c| consumers.present(*c))

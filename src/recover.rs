@@ -23,6 +23,8 @@ use anyhow::Result;
 pub struct Recovered {
     /// Human-readable actions.
     pub actions: Vec<String>,
+    /// What could not be recovered.
+    pub problems: Vec<String>,
 }
 
 /// Recover the renewal side (journal, strays, pairs).
@@ -30,25 +32,36 @@ pub fn recover_pki(paths: &NodePaths) -> Result<Recovered> {
     let mut r = Recovered::default();
     if let Some(j) = journal::read(paths)? {
         for t in journal::roll_forward(paths, &j)? {
-            r.actions.push(format!("finished interrupted renewal of {t}"));
+            r.actions
+                .push(format!("finished interrupted renewal of {t}"));
         }
         journal::remove(paths)?;
     }
     for p in journal::remove_strays(&journal::staging_dirs(paths))? {
-        r.actions.push(format!("removed unfinished temp file {}", paths.show(&p)));
+        r.actions
+            .push(format!("removed unfinished temp file {}", paths.show(&p)));
     }
     for h in &HANDLERS {
-        let Location::Pki(base) = h.location else { continue };
+        let Location::Pki(base) = h.location else {
+            continue;
+        };
         let (crt, key) = (cert_file(paths, h), key_file(paths, base));
-        if let Some(action) = repair_pair(paths, &crt, &key)? {
-            r.actions.push(action);
+        // A pair that cannot be repaired is reported, not fatal: the plan refuses it and
+        // every other certificate is still served.
+        match repair_pair(paths, &crt, &key) {
+            Ok(Some(action)) => r.actions.push(action),
+            Ok(None) => {}
+            Err(e) => r.problems.push(format!("{e:#}")),
         }
     }
     Ok(r)
 }
 
 fn spki_of_cert(bytes: &[u8]) -> Option<Vec<u8>> {
-    inspect::parse_cert_file(bytes).ok().and_then(|c| c.into_iter().next()).map(|c| c.spki)
+    inspect::parse_cert_file(bytes)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| c.spki)
 }
 
 fn spki_of_key(bytes: &[u8]) -> Option<Vec<u8>> {
@@ -56,11 +69,20 @@ fn spki_of_key(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// If `crt` and `key` both exist, parse, and do not match, restore one of them from a backup.
-fn repair_pair(paths: &NodePaths, crt: &std::path::Path, key: &std::path::Path) -> Result<Option<String>> {
-    let (Ok(cb), Ok(kb)) = (read_node_file(&paths.root, crt), read_node_file(&paths.root, key)) else {
+fn repair_pair(
+    paths: &NodePaths,
+    crt: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Option<String>> {
+    let (Ok(cb), Ok(kb)) = (
+        read_node_file(&paths.root, crt),
+        read_node_file(&paths.root, key),
+    ) else {
         return Ok(None);
     };
-    let (Some(cs), Some(ks)) = (spki_of_cert(&cb), spki_of_key(&kb)) else { return Ok(None) };
+    let (Some(cs), Some(ks)) = (spki_of_cert(&cb), spki_of_key(&kb)) else {
+        return Ok(None);
+    };
     if cs == ks {
         return Ok(None);
     }
@@ -69,14 +91,22 @@ fn repair_pair(paths: &NodePaths, crt: &std::path::Path, key: &std::path::Path) 
         if let Ok(b) = std::fs::read(&old_key) {
             if spki_of_key(&b).as_ref() == Some(&cs) {
                 atomic::write_atomic(key, &b, 0o600)?;
-                return Ok(Some(format!("restored {} from {} to match its certificate", paths.show(key), paths.show(&dir))));
+                return Ok(Some(format!(
+                    "restored {} from {} to match its certificate",
+                    paths.show(key),
+                    paths.show(&dir)
+                )));
             }
         }
         let old_crt = backup::backup_path(paths, &dir, crt);
         if let Ok(b) = std::fs::read(&old_crt) {
             if spki_of_cert(&b).as_ref() == Some(&ks) {
                 atomic::write_atomic(crt, &b, 0o644)?;
-                return Ok(Some(format!("restored {} from {} to match its key", paths.show(crt), paths.show(&dir))));
+                return Ok(Some(format!(
+                    "restored {} from {} to match its key",
+                    paths.show(crt),
+                    paths.show(&dir)
+                )));
             }
         }
     }

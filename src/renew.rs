@@ -56,7 +56,10 @@ pub struct Prepared {
 /// Generate one key per algorithm request, spread over the machine's cores: RSA key
 /// generation dominates a renewal's cost.
 fn generate_keys(algs: &[KeyAlg]) -> Result<Vec<rcgen::KeyPair>> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(algs.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(algs.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<Result<rcgen::KeyPair, keys::KeyError>>>> =
         algs.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -82,7 +85,13 @@ fn generate_keys(algs: &[KeyAlg]) -> Result<Vec<rcgen::KeyPair>> {
 }
 
 /// Carry out the plan's renewals.
-pub fn apply(paths: &NodePaths, scan: &Scan, plan: &Plan, settings: &Settings, now: OffsetDateTime) -> Result<Outcome> {
+pub fn apply(
+    paths: &NodePaths,
+    scan: &Scan,
+    plan: &Plan,
+    settings: &Settings,
+    now: OffsetDateTime,
+) -> Result<Outcome> {
     let items: Vec<(&Loaded, OffsetDateTime)> = plan
         .items
         .iter()
@@ -102,13 +111,19 @@ pub fn apply(paths: &NodePaths, scan: &Scan, plan: &Plan, settings: &Settings, n
     for (l, _) in &items {
         let id = l.handler.ca;
         if !ca_keys.contains_key(&id) {
-            let ca = scan.ca(id).ok_or_else(|| anyhow!("{} is not loaded", id.name()))?;
+            let ca = scan
+                .ca(id)
+                .ok_or_else(|| anyhow!("{} is not loaded", id.name()))?;
             ca_keys.insert(id, load_ca_key(paths, ca)?);
         }
     }
     let algs: Vec<KeyAlg> = items
         .iter()
-        .map(|(l, _)| l.leaf.key_alg.ok_or_else(|| anyhow!("{}: unsupported key algorithm", l.handler.name)))
+        .map(|(l, _)| {
+            l.leaf
+                .key_alg
+                .ok_or_else(|| anyhow!("{}: unsupported key algorithm", l.handler.name))
+        })
         .collect::<Result<_>>()?;
     let new_keys = generate_keys(&algs)?;
     let mut prepared = Vec::new();
@@ -130,13 +145,25 @@ fn prepare(
     now: OffsetDateTime,
 ) -> Result<Prepared> {
     let h = l.handler;
-    let ca_state = scan.ca(h.ca).ok_or_else(|| anyhow!("{} is not loaded", h.ca.name()))?;
-    let ca_cert = ca_state.cert.as_ref().ok_or_else(|| anyhow!("{} has no certificate", h.ca.name()))?;
-    let ca_key = ca_keys.get(&h.ca).ok_or_else(|| anyhow!("{} key is not loaded", h.ca.name()))?;
-    let ca = Ca { cert: ca_cert, key: &ca_key.pair };
+    let ca_state = scan
+        .ca(h.ca)
+        .ok_or_else(|| anyhow!("{} is not loaded", h.ca.name()))?;
+    let ca_cert = ca_state
+        .cert
+        .as_ref()
+        .ok_or_else(|| anyhow!("{} has no certificate", h.ca.name()))?;
+    let ca_key = ca_keys
+        .get(&h.ca)
+        .ok_or_else(|| anyhow!("{} key is not loaded", h.ca.name()))?;
+    let ca = Ca {
+        cert: ca_cert,
+        key: &ca_key.pair,
+    };
     let issued = issue::issue(&l.leaf, key, &ca, now, settings.certificate_validity)
         .with_context(|| format!("{}", h.name))?;
-    let format = l.key_format().ok_or_else(|| anyhow!("{}: unknown key format", h.name))?;
+    let format = l
+        .key_format()
+        .ok_or_else(|| anyhow!("{}: unknown key format", h.name))?;
     let key_pem = keys::encode(key, alg, format).with_context(|| h.name.to_string())?;
     let changes = l.replacement(paths, &issued.info, &key_pem, &ca_cert.to_pem())?;
     if issued.clamped {
@@ -171,14 +198,23 @@ pub fn commit(paths: &NodePaths, prepared: &[Prepared], now: OffsetDateTime) -> 
     for p in prepared {
         for c in &p.changes {
             let staged = atomic::stage(&c.target, &c.contents, c.mode)?;
-            entries.push(journal::Entry { target: paths.show(&c.target), staged: paths.show(&staged) });
+            entries.push(journal::Entry {
+                target: paths.show(&c.target),
+                staged: paths.show(&staged),
+            });
         }
     }
-    let j = journal::Journal { backup_dir: paths.show(&dir), entries };
+    let j = journal::Journal {
+        backup_dir: paths.show(&dir),
+        entries,
+    };
     journal::write(paths, &j)?;
     fail::fail_point!("renew::after-stage");
     for e in &j.entries {
-        atomic::commit(&paths.root.resolve(&e.staged), &paths.root.resolve(&e.target))?;
+        atomic::commit(
+            &paths.root.resolve(&e.staged),
+            &paths.root.resolve(&e.target),
+        )?;
         if e.target.ends_with(".key") {
             fail::fail_point!("renew::between-key-and-cert");
         }
@@ -201,5 +237,8 @@ pub fn commit(paths: &NodePaths, prepared: &[Prepared], now: OffsetDateTime) -> 
             p.renewed.new_not_after
         );
     }
-    Ok(Outcome { renewed: prepared.iter().map(|p| p.renewed.clone()).collect(), backup_dir: Some(dir) })
+    Ok(Outcome {
+        renewed: prepared.iter().map(|p| p.renewed.clone()).collect(),
+        backup_dir: Some(dir),
+    })
 }

@@ -1,39 +1,54 @@
 //! Which static pods a renewal affects, from the manifests on disk (kubeadm's table when a
 //! manifest cannot be read).
 
+use crate::node::manifests::Manifest;
 use crate::node::NodePaths;
 use crate::pki::table::{Component, Handler};
 use crate::plan::{restart_set, Consumers, Decision, Plan};
+use crate::staticpods::restart::find_manifest;
 
 /// Consumers read from the manifests directory.
 pub struct ManifestConsumers {
-    present: Vec<Component>,
+    /// Each present component, with its parsed manifest when it parses.
+    found: Vec<(Component, Option<Manifest>)>,
 }
 
 impl ManifestConsumers {
     /// Read the manifests of the four control-plane components.
     pub fn read(paths: &NodePaths) -> ManifestConsumers {
-        let present = Component::ORDER
+        let found = Component::ORDER
             .into_iter()
-            .filter(|c| paths.manifests.join(format!("{}.yaml", c.name())).exists())
+            .filter_map(|c| match find_manifest(paths, c) {
+                Ok(Some(f)) => Some((c, Some(f.manifest))),
+                Ok(None) => None,
+                // Unparsable: it is still there, so fall back to kubeadm's table for it.
+                Err(_) => Some((c, None)),
+            })
             .collect();
-        ManifestConsumers { present }
+        ManifestConsumers { found }
     }
 }
 
 impl Consumers for ManifestConsumers {
-    fn uses(&self, _c: Component, _host_path: &str) -> Option<bool> {
-        None
+    fn uses(&self, c: Component, host_path: &str) -> Option<bool> {
+        self.found
+            .iter()
+            .find(|(x, _)| *x == c)
+            .and_then(|(_, m)| m.as_ref())
+            .map(|m| m.uses_file(host_path))
     }
     fn present(&self, c: Component) -> bool {
-        self.present.contains(&c)
+        self.found.iter().any(|(x, _)| *x == c)
     }
 }
 
 /// Component names to restart for a set of changed handler files.
 pub fn for_changes(paths: &NodePaths, changed: &[(&Handler, Vec<String>)]) -> Vec<String> {
     let consumers = ManifestConsumers::read(paths);
-    restart_set(changed, &consumers).into_iter().map(|c| c.name().to_string()).collect()
+    restart_set(changed, &consumers)
+        .into_iter()
+        .map(|c| c.name().to_string())
+        .collect()
 }
 
 /// Component names to restart for a plan's renewals.
@@ -42,7 +57,65 @@ pub fn for_plan(paths: &NodePaths, plan: &Plan) -> Vec<String> {
         .items
         .iter()
         .filter(|i| matches!(i.decision, Decision::Renew { .. }))
-        .map(|i| (i.handler, vec![paths.show(&crate::pki::material::cert_file(paths, i.handler))]))
+        .map(|i| (i.handler, handler_files(paths, i.handler)))
         .collect();
     for_changes(paths, &changed)
+}
+
+/// Host paths of a handler's files (cert and key, or the kubeconfig).
+fn handler_files(paths: &NodePaths, h: &Handler) -> Vec<String> {
+    let mut v = vec![paths.show(&crate::pki::material::cert_file(paths, h))];
+    if let crate::pki::table::Location::Pki(base) = h.location {
+        v.push(paths.show(&crate::pki::material::key_file(paths, base)));
+    }
+    v
+}
+
+/// The files a failed component gets back: those of renewed certificates it uses, paired with
+/// their copies in the renewal's backup.
+pub fn rollback_for(
+    paths: &NodePaths,
+    outcome: &crate::renew::Outcome,
+    c: Component,
+) -> crate::staticpods::restart::Rollback {
+    let Some(dir) = &outcome.backup_dir else {
+        return Vec::new();
+    };
+    let consumers = ManifestConsumers::read(paths);
+    let mut out = Vec::new();
+    for r in &outcome.renewed {
+        let used = r.files.iter().any(|f| {
+            consumers
+                .uses(c, f)
+                .unwrap_or_else(|| r.handler.consumers.contains(&c))
+        });
+        if used {
+            for f in &r.files {
+                let target = paths.root.resolve(f);
+                out.push((
+                    target.clone(),
+                    crate::store::backup::backup_path(paths, dir, &target),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Restart the components after a renewal or install, with rollback to `outcome`'s backup.
+pub fn restart_after(
+    paths: &NodePaths,
+    settings: &crate::config::Settings,
+    outcome: &crate::renew::Outcome,
+    components: &[String],
+) -> anyhow::Result<()> {
+    let comps: Vec<Component> = components
+        .iter()
+        .filter_map(|n| Component::from_name(n))
+        .collect();
+    let opts = crate::staticpods::restart::RestartOpts::from_node(paths, settings);
+    crate::staticpods::restart::restart_all(paths, &comps, &opts, &|c| {
+        rollback_for(paths, outcome, c)
+    })?;
+    Ok(())
 }

@@ -32,6 +32,8 @@ pub struct KubeletEntry {
 /// Everything read from the node.
 #[derive(Debug)]
 pub struct Scan {
+    /// The root the node lives under (for host paths in messages).
+    pub root: crate::node::paths::Root,
     /// Whether etcd is local (stacked): its PKI directory or manifest exists.
     pub local_etcd: bool,
     /// The CAs.
@@ -55,7 +57,8 @@ impl Scan {
 
     /// Every problem found, for a one-line-per-file report.
     pub fn problems(&self) -> Vec<&FileProblem> {
-        let mut out: Vec<&FileProblem> = self.cas.values().filter_map(|r| r.as_ref().err()).collect();
+        let mut out: Vec<&FileProblem> =
+            self.cas.values().filter_map(|r| r.as_ref().err()).collect();
         out.extend(self.certs.iter().filter_map(|c| c.state.as_ref().err()));
         out.extend(self.kubelet.iter().filter_map(|k| k.cert.as_ref().err()));
         out
@@ -80,9 +83,18 @@ pub fn scan(paths: &NodePaths) -> Scan {
     let certs = HANDLERS
         .iter()
         .filter(|h| local_etcd || !crate::pki::table::needs_local_etcd(h))
-        .map(|h| CertEntry { handler: h, state: material::load(paths, h) })
+        .map(|h| CertEntry {
+            handler: h,
+            state: material::load(paths, h),
+        })
         .collect();
-    Scan { local_etcd, cas, certs, kubelet: kubelet_certs(paths) }
+    Scan {
+        root: paths.root.clone(),
+        local_etcd,
+        cas,
+        certs,
+        kubelet: kubelet_certs(paths),
+    }
 }
 
 /// The kubelet's client certificate and its serving certificate (the rotated one when
@@ -92,7 +104,11 @@ fn kubelet_certs(paths: &NodePaths) -> Vec<KubeletEntry> {
     let mut out = Vec::new();
     let client = dir.join("kubelet-client-current.pem");
     let rotated = dir.join("kubelet-server-current.pem");
-    let serving = if crate::node::fsread::exists(&rotated) { rotated } else { dir.join("kubelet.crt") };
+    let serving = if crate::node::fsread::exists(&rotated) {
+        rotated
+    } else {
+        dir.join("kubelet.crt")
+    };
     for (name, path) in [("kubelet-client", client), ("kubelet-serving", serving)] {
         let cert = match read_node_file(&paths.root, &path) {
             Err(ReadError::Missing) => continue,

@@ -2,6 +2,7 @@
 //! errors surface as `anyhow` chains that `main` prints as one line.
 
 mod check;
+pub mod kubelet;
 mod renew;
 
 use crate::cli::{Cli, Command};
@@ -24,8 +25,13 @@ pub struct Ctx {
 impl Ctx {
     /// Load the config and resolve the node under `--root`.
     pub fn load(cli: &Cli) -> Result<Ctx> {
-        let root = Root::new(&cli.root);
-        let settings = Settings::load(&root, cli.config.as_deref())?;
+        Ctx::load_from(&cli.root, cli.config.as_deref())
+    }
+
+    /// Load from a root directory and an optional explicit config file.
+    pub fn load_from(root: &std::path::Path, config: Option<&std::path::Path>) -> Result<Ctx> {
+        let root = Root::new(root);
+        let settings = Settings::load(&root, config)?;
         let paths = settings.paths(&root);
         Ok(Ctx { settings, paths })
     }
@@ -38,8 +44,15 @@ impl Ctx {
     }
 
     fn recover(&self) -> Result<()> {
-        for a in crate::recover::recover_pki(&self.paths)?.actions {
+        for a in crate::staticpods::park::recover_parked(&self.paths)? {
             tracing::warn!(ACTION = "recover", "{a}");
+        }
+        let r = crate::recover::recover_pki(&self.paths)?;
+        for a in r.actions {
+            tracing::warn!(ACTION = "recover", "{a}");
+        }
+        for p in r.problems {
+            tracing::error!(ACTION = "recover", "{p}");
         }
         Ok(())
     }
@@ -54,6 +67,19 @@ pub fn now() -> OffsetDateTime {
 pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Demo { keep } => return crate::demo::run(keep.as_deref()),
+        Command::Standin {
+            node_root,
+            listen,
+            http,
+            flags,
+        } => {
+            return crate::standin::run(&crate::standin::Standin {
+                root: node_root,
+                listen,
+                http: *http,
+                flags,
+            })
+        }
         Command::GenerateAssets { dir } => return crate::assets_hook(dir),
         _ => {}
     }
@@ -61,24 +87,61 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::CheckExpiration { output } => check::run(&ctx, output, now()),
         Command::Renew(args) => renew::run(&ctx, &args, now()),
-        Command::InstallSigned { csr_dir, names, no_restart } => {
-            renew::install_signed(&ctx, &csr_dir, &names, no_restart, now())
-        }
+        Command::InstallSigned {
+            csr_dir,
+            names,
+            no_restart,
+        } => renew::install_signed(&ctx, &csr_dir, &names, no_restart, now()),
         Command::Recover => {
             let _l = lock::acquire(&ctx.paths.lock_file())?;
+            for a in crate::staticpods::park::recover_parked(&ctx.paths)? {
+                println!("{a}");
+            }
             let r = crate::recover::recover_pki(&ctx.paths)?;
-            if r.actions.is_empty() {
+            if r.actions.is_empty() && r.problems.is_empty() {
                 println!("Nothing to recover.");
             }
-            for a in r.actions {
+            for a in &r.actions {
                 println!("{a}");
+            }
+            if !r.problems.is_empty() {
+                anyhow::bail!("{}", r.problems.join("\n"));
             }
             Ok(())
         }
-        Command::Restart { .. }
-        | Command::Run { .. }
-        | Command::KubeletServingCerts { .. }
-        | Command::RepairKubeletConf => anyhow::bail!("not implemented yet"),
-        Command::Demo { .. } | Command::GenerateAssets { .. } => Ok(()),
+        Command::KubeletServingCerts { action, no_restart } => {
+            kubelet::serving_certs(&ctx, action == "enable", no_restart)
+        }
+        Command::RepairKubeletConf => kubelet::repair(&ctx),
+        Command::Restart { components } => {
+            let _l = ctx.lock_and_recover()?;
+            crate::signals::install();
+            let comps = crate::staticpods::restart::parse_components(&ctx.paths, &components)?;
+            let opts =
+                crate::staticpods::restart::RestartOpts::from_node(&ctx.paths, &ctx.settings);
+            for r in
+                crate::staticpods::restart::restart_all(&ctx.paths, &comps, &opts, &|_| Vec::new())?
+            {
+                println!(
+                    "{} restarted: pid {} -> {}, down for {:.1}s",
+                    r.component.name(),
+                    r.old
+                        .iter()
+                        .map(|p| p.pid.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    r.new
+                        .map(|p| p.pid.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    r.downtime.as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Command::Run { once } => {
+            let (root, config) = (cli.root.clone(), cli.config.clone());
+            crate::daemon::run(ctx, move || Ctx::load_from(&root, config.as_deref()), once)
+        }
+        Command::Demo { .. } | Command::GenerateAssets { .. } | Command::Standin { .. } => Ok(()),
     }
 }

@@ -22,7 +22,11 @@ pub fn selection(targets: &[String]) -> Result<Selection> {
 }
 
 fn known_names() -> String {
-    crate::pki::table::HANDLERS.iter().map(|h| h.name).collect::<Vec<_>>().join(", ")
+    crate::pki::table::HANDLERS
+        .iter()
+        .map(|h| h.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The kubeadm-style line for one plan item (None for items that say nothing).
@@ -31,16 +35,28 @@ fn item_line(i: &plan::Item, now: OffsetDateTime) -> Option<String> {
     Some(match &i.decision {
         Decision::Renew { .. } => format!("{} renewed", h.long_name),
         Decision::Skip(Skip::Missing) => format!("MISSING! {}", h.long_name),
-        Decision::Skip(Skip::ExternalCa(ca)) => format!("Detected external {}, {} can't be renewed", ca.name(), h.long_name),
-        Decision::Skip(Skip::Excluded) => format!("{} is excluded in the config; not renewed", h.name),
+        Decision::Skip(Skip::ExternalCa(ca)) => format!(
+            "Detected external {}, {} can't be renewed",
+            ca.name(),
+            h.long_name
+        ),
+        Decision::Skip(Skip::Excluded) => {
+            format!("{} is excluded in the config; not renewed", h.name)
+        }
         Decision::Skip(Skip::NotSignedByCa(ca)) => format!(
             "{} is not signed by {} (a user-provided certificate); never overwritten",
             h.name,
             ca.name()
         ),
         Decision::Skip(Skip::NotDue) => {
-            let left = i.old_not_after.map(|t| crate::report::format::short_human_duration((t - now).whole_seconds()));
-            format!("{} is not due for renewal ({} left)", h.name, left.unwrap_or_default())
+            let left = i
+                .old_not_after
+                .map(|t| crate::report::format::short_human_duration((t - now).whole_seconds()));
+            format!(
+                "{} is not due for renewal ({} left)",
+                h.name,
+                left.unwrap_or_default()
+            )
         }
         Decision::Refuse(_) => return None,
     })
@@ -49,33 +65,65 @@ fn item_line(i: &plan::Item, now: OffsetDateTime) -> Option<String> {
 fn print_dry_run(plan: &Plan, now: OffsetDateTime, restarts: &[String]) {
     println!("Plan (dry run; nothing is changed):");
     for i in &plan.items {
-        let old = i.old_not_after.map(kubeadm_date).unwrap_or_else(|| "-".into());
+        let old = i
+            .old_not_after
+            .map(kubeadm_date)
+            .unwrap_or_else(|| "-".into());
         match &i.decision {
-            Decision::Renew { new_not_after, clamped } => println!(
+            Decision::Renew {
+                new_not_after,
+                clamped,
+            } => println!(
                 "  renew   {:<25} {} -> {}{}",
                 i.handler.name,
                 old,
                 kubeadm_date(*new_not_after),
-                if *clamped { " (clamped to the CA's NotAfter)" } else { "" }
+                if *clamped {
+                    " (clamped to the CA's NotAfter)"
+                } else {
+                    ""
+                }
             ),
             Decision::Refuse(why) => println!("  refuse  {:<25} {why}", i.handler.name),
-            _ => println!("  skip    {:<25} {}", i.handler.name, item_line(i, now).unwrap_or_default()),
+            _ => println!(
+                "  skip    {:<25} {}",
+                i.handler.name,
+                item_line(i, now).unwrap_or_default()
+            ),
         }
     }
-    println!("Static pods that would restart: {}", if restarts.is_empty() { "none".into() } else { restarts.join(", ") });
+    println!(
+        "Static pods that would restart: {}",
+        if restarts.is_empty() {
+            "none".into()
+        } else {
+            restarts.join(", ")
+        }
+    );
 }
 
 /// `renew`.
 pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
     let sel = selection(&args.targets)?;
-    let _lock = if args.dry_run { None } else { Some(ctx.lock_and_recover()?) };
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(ctx.lock_and_recover()?)
+    };
     let scan = crate::scan::scan(&ctx.paths);
     let plan = plan::plan(&scan, &sel, &ctx.settings, now);
     if !plan.unknown.is_empty() {
-        bail!("unknown certificate name(s) {}; known: {}", plan.unknown.join(", "), known_names());
+        bail!(
+            "unknown certificate name(s) {}; known: {}",
+            plan.unknown.join(", "),
+            known_names()
+        );
     }
     if args.csr_only {
-        let dir = args.csr_dir.clone().unwrap_or_else(|| ctx.paths.pki.clone());
+        let dir = args
+            .csr_dir
+            .clone()
+            .unwrap_or_else(|| ctx.paths.pki.clone());
         let names: Vec<String> = plan
             .items
             .iter()
@@ -92,6 +140,9 @@ pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
         print_dry_run(&plan, now, &restarts);
         return refusals(&plan);
     }
+    // All or nothing: a refused certificate stops the whole command before anything is
+    // written, so bad input leaves the node as it was.
+    refusals(&plan)?;
     let outcome = crate::renew::apply(&ctx.paths, &scan, &plan, &ctx.settings, now)?;
     for i in &plan.items {
         if let Some(l) = item_line(i, now) {
@@ -118,7 +169,12 @@ fn refusals(plan: &Plan) -> Result<()> {
     }
 }
 
-fn report_outcome(ctx: &Ctx, outcome: &Outcome, restarts: &[String], no_restart: bool) -> Result<()> {
+fn report_outcome(
+    ctx: &Ctx,
+    outcome: &Outcome,
+    restarts: &[String],
+    no_restart: bool,
+) -> Result<()> {
     if outcome.renewed.is_empty() {
         return Ok(());
     }
@@ -133,25 +189,48 @@ fn report_outcome(ctx: &Ctx, outcome: &Outcome, restarts: &[String], no_restart:
             restarts.join(", ")
         );
     } else {
-        println!("Static pods to restart so that they load the new certificates: {}", restarts.join(", "));
+        println!(
+            "Restarting static pods so that they load the new certificates: {}",
+            restarts.join(", ")
+        );
+        crate::signals::install();
+        crate::restart_plan::restart_after(&ctx.paths, &ctx.settings, outcome, restarts)?;
+        println!("Restarted {}; each came back healthy.", restarts.join(", "));
     }
     Ok(())
 }
 
 /// `install-signed`.
-pub fn install_signed(ctx: &Ctx, dir: &Path, names: &[String], no_restart: bool, now: OffsetDateTime) -> Result<()> {
+pub fn install_signed(
+    ctx: &Ctx,
+    dir: &Path,
+    names: &[String],
+    no_restart: bool,
+    now: OffsetDateTime,
+) -> Result<()> {
     let _lock = ctx.lock_and_recover()?;
     let scan = crate::scan::scan(&ctx.paths);
-    let names = if names.is_empty() { crate::csr::signed_names(&scan, dir) } else { names.to_vec() };
+    let names = if names.is_empty() {
+        crate::csr::signed_names(&scan, dir)
+    } else {
+        names.to_vec()
+    };
     if names.is_empty() {
         bail!("{}: no signed <name>.crt found", dir.display());
     }
     let outcome = crate::csr::install(&ctx.paths, &scan, &names, dir, now)?;
     for r in &outcome.renewed {
-        println!("{} installed, valid until {}", r.handler.long_name, kubeadm_date(r.new_not_after));
+        println!(
+            "{} installed, valid until {}",
+            r.handler.long_name,
+            kubeadm_date(r.new_not_after)
+        );
     }
-    let renamed: Vec<(&crate::pki::table::Handler, Vec<String>)> =
-        outcome.renewed.iter().map(|r| (r.handler, r.files.clone())).collect();
+    let renamed: Vec<(&crate::pki::table::Handler, Vec<String>)> = outcome
+        .renewed
+        .iter()
+        .map(|r| (r.handler, r.files.clone()))
+        .collect();
     let restarts = crate::restart_plan::for_changes(&ctx.paths, &renamed);
     report_outcome(ctx, &outcome, &restarts, no_restart)
 }

@@ -2,11 +2,11 @@
 
 /// Bounded, symlink-aware reads of node files.
 pub mod fsread;
+/// The kubelet config: reading it, and the single-key edit.
+pub mod kubelet;
 /// Static pod manifests: files each component uses, its probe, its command line.
 pub mod manifests;
 /// Every path of one node, resolved under a root.
 pub mod paths;
-/// The kubelet config: reading it, and the single-key edit.
-pub mod kubelet;
 
 pub use paths::NodePaths;

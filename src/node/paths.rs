@@ -122,7 +122,10 @@ mod tests {
     #[test]
     fn parent_dirs_cannot_escape() {
         let r = Root::new("/tmp/node");
-        assert_eq!(r.resolve("/../../etc/passwd"), PathBuf::from("/tmp/node/etc/passwd"));
+        assert_eq!(
+            r.resolve("/../../etc/passwd"),
+            PathBuf::from("/tmp/node/etc/passwd")
+        );
     }
 
     #[test]

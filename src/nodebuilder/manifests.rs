@@ -52,30 +52,91 @@ volumeStatsAggPeriod: 0s
 ";
 
 /// (component name, manifest text) for the four control-plane components.
-pub fn all(spec: &NodeSpec) -> Vec<(&'static str, String)> {
+pub fn all(spec: &NodeSpec, root: &std::path::Path) -> Vec<(&'static str, String)> {
+    let sx: Sx<'_> = spec.standin.as_deref().map(|exe| (exe, root));
     let adv = spec.advertise.to_string();
     let p = spec.ports;
     let mut out = vec![
-        ("kube-apiserver", apiserver(&adv, p.apiserver, p.etcd_client, spec.external_etcd)),
-        ("kube-controller-manager", simple("kube-controller-manager", p.controller_manager, &controller_manager_args())),
-        ("kube-scheduler", simple("kube-scheduler", p.scheduler, &scheduler_args())),
+        (
+            "kube-apiserver",
+            apiserver(sx, &adv, p.apiserver, p.etcd_client, spec.external_etcd),
+        ),
+        (
+            "kube-controller-manager",
+            simple(
+                sx,
+                "kube-controller-manager",
+                p.controller_manager,
+                &controller_manager_args(),
+            ),
+        ),
+        (
+            "kube-scheduler",
+            simple(sx, "kube-scheduler", p.scheduler, &scheduler_args()),
+        ),
     ];
     if !spec.external_etcd {
-        out.insert(0, ("etcd", etcd(&spec.node_name, &adv, p.etcd_client, p.etcd_peer, p.etcd_metrics)));
+        out.insert(
+            0,
+            (
+                "etcd",
+                etcd(
+                    sx,
+                    &spec.node_name,
+                    &adv,
+                    p.etcd_client,
+                    p.etcd_peer,
+                    p.etcd_metrics,
+                ),
+            ),
+        );
     }
     out
 }
 
-fn pod(name: &str, command: &[String], probe: (&str, &str, u16, &str), volumes: &[(&str, &str)]) -> String {
+/// (stand-in executable, node root) when building a demo node's manifests.
+type Sx<'a> = Option<(&'a std::path::Path, &'a std::path::Path)>;
+
+/// The demo's stand-in command line for a component: the real flags follow `--`.
+fn standin_command(sx: Sx<'_>, command: &[String], scheme: &str, port: u16) -> Vec<String> {
+    let Some((exe, root)) = sx else {
+        return command.to_vec();
+    };
+    let mut v = vec![
+        exe.display().to_string(),
+        "standin".into(),
+        "--node-root".into(),
+        root.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    if scheme == "HTTP" {
+        v.push("--http".into());
+    }
+    v.push("--".into());
+    v.extend(command.iter().cloned());
+    v
+}
+
+fn pod(
+    sx: Sx<'_>,
+    name: &str,
+    command: &[String],
+    probe: (&str, &str, u16, &str),
+    volumes: &[(&str, &str)],
+) -> String {
     let (host, scheme, port, path) = probe;
+    let command = standin_command(sx, command, scheme, port);
     let mut cmd = String::new();
-    for c in command {
+    for c in &command {
         cmd.push_str(&format!("    - {c}\n"));
     }
     let mut mounts = String::new();
     let mut vols = String::new();
     for (vname, host_path) in volumes {
-        mounts.push_str(&format!("    - mountPath: {host_path}\n      name: {vname}\n      readOnly: true\n"));
+        mounts.push_str(&format!(
+            "    - mountPath: {host_path}\n      name: {vname}\n      readOnly: true\n"
+        ));
         vols.push_str(&format!("  - hostPath:\n      path: {host_path}\n      type: DirectoryOrCreate\n    name: {vname}\n"));
     }
     let probe = |kind: &str, threshold: u32| {
@@ -88,7 +149,7 @@ fn pod(name: &str, command: &[String], probe: (&str, &str, u16, &str), volumes: 
     )
 }
 
-fn etcd(node: &str, adv: &str, client: u16, peer: u16, metrics: u16) -> String {
+fn etcd(sx: Sx<'_>, node: &str, adv: &str, client: u16, peer: u16, metrics: u16) -> String {
     let pki = "/etc/kubernetes/pki/etcd";
     let cmd: Vec<String> = vec![
         "etcd".into(),
@@ -111,10 +172,16 @@ fn etcd(node: &str, adv: &str, client: u16, peer: u16, metrics: u16) -> String {
         format!("--trusted-ca-file={pki}/ca.crt"),
     ];
     let _ = adv;
-    pod("etcd", &cmd, ("127.0.0.1", "HTTP", metrics, "/livez"), &[("etcd-certs", pki), ("etcd-data", "/var/lib/etcd")])
+    pod(
+        sx,
+        "etcd",
+        &cmd,
+        ("127.0.0.1", "HTTP", metrics, "/livez"),
+        &[("etcd-certs", pki), ("etcd-data", "/var/lib/etcd")],
+    )
 }
 
-fn apiserver(adv: &str, port: u16, etcd: u16, external_etcd: bool) -> String {
+fn apiserver(sx: Sx<'_>, adv: &str, port: u16, etcd: u16, external_etcd: bool) -> String {
     let k = "/etc/kubernetes/pki";
     let mut cmd: Vec<String> = vec![
         "kube-apiserver".into(),
@@ -147,7 +214,13 @@ fn apiserver(adv: &str, port: u16, etcd: u16, external_etcd: bool) -> String {
         format!("--tls-cert-file={k}/apiserver.crt"),
         format!("--tls-private-key-file={k}/apiserver.key"),
     ]);
-    pod("kube-apiserver", &cmd, (adv, "HTTPS", port, "/livez"), &[("ca-certs", "/etc/ssl/certs"), ("k8s-certs", k)])
+    pod(
+        sx,
+        "kube-apiserver",
+        &cmd,
+        (adv, "HTTPS", port, "/livez"),
+        &[("ca-certs", "/etc/ssl/certs"), ("k8s-certs", k)],
+    )
 }
 
 fn controller_manager_args() -> Vec<String> {
@@ -181,16 +254,26 @@ fn scheduler_args() -> Vec<String> {
     ]
 }
 
-fn simple(name: &str, port: u16, args: &[String]) -> String {
+fn simple(sx: Sx<'_>, name: &str, port: u16, args: &[String]) -> String {
     let mut args = args.to_vec();
     args.push(format!("--secure-port={port}"));
-    let conf = if name == "kube-scheduler" { "scheduler.conf" } else { "controller-manager.conf" };
+    let conf = if name == "kube-scheduler" {
+        "scheduler.conf"
+    } else {
+        "controller-manager.conf"
+    };
     let file = format!("/etc/kubernetes/{conf}");
     let mut vols = vec![("ca-certs", "/etc/ssl/certs")];
     if name == "kube-controller-manager" {
         vols.push(("k8s-certs", "/etc/kubernetes/pki"));
     }
-    let text = pod(name, &args, ("127.0.0.1", "HTTPS", port, "/healthz"), &vols);
+    let text = pod(
+        sx,
+        name,
+        &args,
+        ("127.0.0.1", "HTTPS", port, "/healthz"),
+        &vols,
+    );
     // kubeconfigs are mounted as single files (FileOrCreate), as kubeadm does.
     text.replace(
         "  volumes:\n",

@@ -43,14 +43,17 @@ pub fn load_ca(paths: &NodePaths, id: CaId) -> Result<CaState, FileProblem> {
     let key_path = paths.pki.join(format!("{}.key", id.base()));
     let cert = match read_node_file(&paths.root, &cert_path) {
         Ok(b) => {
-            let mut certs = inspect::parse_cert_file(&b)
-                .map_err(|e| FileProblem::new(paths, &cert_path, e))?;
+            let mut certs =
+                inspect::parse_cert_file(&b).map_err(|e| FileProblem::new(paths, &cert_path, e))?;
             let c = certs.remove(0);
             if !c.is_ca {
                 return Err(FileProblem::new(
                     paths,
                     &cert_path,
-                    format!("certificate for {} is not a CA (BasicConstraints CA:TRUE is missing)", id.name()),
+                    format!(
+                        "certificate for {} is not a CA (BasicConstraints CA:TRUE is missing)",
+                        id.name()
+                    ),
                 ));
             }
             Some(c)
@@ -59,7 +62,13 @@ pub fn load_ca(paths: &NodePaths, id: CaId) -> Result<CaState, FileProblem> {
         Err(e) => return Err(FileProblem::new(paths, &cert_path, e)),
     };
     let key_present = std::fs::symlink_metadata(&key_path).is_ok();
-    Ok(CaState { id, cert_path, key_path, cert, key_present })
+    Ok(CaState {
+        id,
+        cert_path,
+        key_path,
+        cert,
+        key_present,
+    })
 }
 
 /// Load a CA's private key and check that it matches its certificate.
@@ -69,7 +78,11 @@ pub fn load_ca_key(paths: &NodePaths, ca: &CaState) -> Result<PrivateKey, FilePr
     let key = keys::parse_key_file(&bytes).map_err(|e| FileProblem::new(paths, p, e))?;
     if let Some(c) = &ca.cert {
         if key.spki() != c.spki {
-            return Err(FileProblem::new(paths, p, format!("key does not match {}", paths.show(&ca.cert_path))));
+            return Err(FileProblem::new(
+                paths,
+                p,
+                format!("key does not match {}", paths.show(&ca.cert_path)),
+            ));
         }
     }
     Ok(key)

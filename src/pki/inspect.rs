@@ -98,7 +98,9 @@ impl CertInfo {
         let (rest, c) =
             X509Certificate::from_der(der).map_err(|e| CertError::X509(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(CertError::X509("trailing bytes after the certificate".into()));
+            return Err(CertError::X509(
+                "trailing bytes after the certificate".into(),
+            ));
         }
         let x = |e: x509_parser::error::X509Error| CertError::X509(e.to_string());
         let mut subject = Vec::new();
@@ -132,8 +134,14 @@ impl CertInfo {
             client_auth = eku.value.client_auth;
             other_eku = eku.value.other.iter().map(|o| o.to_id_string()).collect();
         }
-        let is_ca = c.basic_constraints().map_err(x)?.is_some_and(|b| b.value.ca);
-        let key_cert_sign = c.key_usage().map_err(x)?.is_some_and(|k| k.value.key_cert_sign());
+        let is_ca = c
+            .basic_constraints()
+            .map_err(x)?
+            .is_some_and(|b| b.value.ca);
+        let key_cert_sign = c
+            .key_usage()
+            .map_err(x)?
+            .is_some_and(|k| k.value.key_cert_sign());
         let spki = c.public_key();
         let key_alg = match spki.parsed() {
             Ok(PublicKey::RSA(r)) => Some(KeyAlg::Rsa(r.key_size())),
@@ -172,12 +180,19 @@ impl CertInfo {
 
     /// The subject CN.
     pub fn cn(&self) -> Option<&str> {
-        self.subject.iter().find(|a| a.oid == OID_CN).map(|a| a.value.as_str())
+        self.subject
+            .iter()
+            .find(|a| a.oid == OID_CN)
+            .map(|a| a.value.as_str())
     }
 
     /// The subject O values.
     pub fn orgs(&self) -> Vec<&str> {
-        self.subject.iter().filter(|a| a.oid == OID_O).map(|a| a.value.as_str()).collect()
+        self.subject
+            .iter()
+            .filter(|a| a.oid == OID_O)
+            .map(|a| a.value.as_str())
+            .collect()
     }
 
     /// Whether the certificate is a CA (BasicConstraints CA:TRUE), as kubeadm checks.
@@ -201,9 +216,10 @@ impl CertInfo {
         if self.issuer_raw != issuer.subject_raw {
             return false;
         }
-        let (Ok((_, me)), Ok((_, ca))) =
-            (X509Certificate::from_der(&self.der), X509Certificate::from_der(&issuer.der))
-        else {
+        let (Ok((_, me)), Ok((_, ca))) = (
+            X509Certificate::from_der(&self.der),
+            X509Certificate::from_der(&issuer.der),
+        ) else {
             return false;
         };
         me.verify_signature(Some(ca.public_key())).is_ok()
@@ -246,7 +262,11 @@ pub fn pem_blocks(bytes: &[u8]) -> Result<Vec<Block>, CertError> {
     loop {
         let Some(start) = rest.find("-----BEGIN ") else {
             if !rest.trim().is_empty() {
-                let what = if blocks.is_empty() { "not PEM" } else { "trailing data after the last PEM block" };
+                let what = if blocks.is_empty() {
+                    "not PEM"
+                } else {
+                    "trailing data after the last PEM block"
+                };
                 return Err(CertError::Pem(what.into()));
             }
             break;
@@ -266,7 +286,10 @@ pub fn pem_blocks(bytes: &[u8]) -> Result<Vec<Block>, CertError> {
         let block_text = &after[..end + end_marker.len()];
         let p = pem::parse(block_text)
             .map_err(|e| CertError::Pem(format!("bad PEM block {label}: {e}")))?;
-        blocks.push(Block { label: p.tag().to_string(), der: p.contents().to_vec() });
+        blocks.push(Block {
+            label: p.tag().to_string(),
+            der: p.contents().to_vec(),
+        });
         rest = &after[end + end_marker.len()..];
     }
     if blocks.is_empty() {

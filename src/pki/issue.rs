@@ -4,8 +4,8 @@
 use crate::pki::inspect::{CertInfo, DnAttr};
 use rand::Rng;
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -78,7 +78,10 @@ pub fn subject_of(old: &CertInfo) -> Result<DistinguishedName, IssueError> {
 
 fn parse_oid(s: &str) -> Result<Vec<u64>, IssueError> {
     s.split('.')
-        .map(|p| p.parse::<u64>().map_err(|_| IssueError::Profile(format!("bad OID {s}"))))
+        .map(|p| {
+            p.parse::<u64>()
+                .map_err(|_| IssueError::Profile(format!("bad OID {s}")))
+        })
         .collect()
 }
 
@@ -91,7 +94,11 @@ fn dn_value(a: &DnAttr) -> Result<DnValue, IssueError> {
         PRINTABLE => DnValue::PrintableString(a.value.clone().try_into().map_err(bad)?),
         IA5 => DnValue::Ia5String(a.value.clone().try_into().map_err(bad)?),
         UTF8 => DnValue::Utf8String(a.value.clone()),
-        t => return Err(IssueError::Profile(format!("subject string type {t} is not supported"))),
+        t => {
+            return Err(IssueError::Profile(format!(
+                "subject string type {t} is not supported"
+            )))
+        }
     })
 }
 
@@ -124,17 +131,24 @@ pub fn params_for(
             ips.push(*ip);
         }
     }
-    p.subject_alt_names.extend(ips.into_iter().map(SanType::IpAddress));
+    p.subject_alt_names
+        .extend(ips.into_iter().map(SanType::IpAddress));
     if old.server_auth {
-        p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
     }
     if old.client_auth {
-        p.extended_key_usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
     }
     for o in &old.other_eku {
-        p.extended_key_usages.push(ExtendedKeyUsagePurpose::Other(parse_oid(o)?));
+        p.extended_key_usages
+            .push(ExtendedKeyUsagePurpose::Other(parse_oid(o)?));
     }
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     p.is_ca = IsCa::ExplicitNoCa;
     p.use_authority_key_identifier_extension = true;
     p.serial_number = Some(SerialNumber::from(random_serial()));
@@ -158,9 +172,16 @@ pub fn issue(
     let (params, clamped) = params_for(old, ca.cert, now, validity)?;
     let issuer = Issuer::from_ca_cert_der(&ca.cert.der.clone().into(), ca.key)
         .map_err(|e| IssueError::Sign(e.to_string()))?;
-    let cert = params.signed_by(new_key, &issuer).map_err(|e| IssueError::Sign(e.to_string()))?;
+    let cert = params
+        .signed_by(new_key, &issuer)
+        .map_err(|e| IssueError::Sign(e.to_string()))?;
     let info = CertInfo::from_der(cert.der()).map_err(|e| IssueError::Verify(e.to_string()))?;
-    verify_issued(old, &info, ca.cert, &rcgen::PublicKeyData::subject_public_key_info(new_key))?;
+    verify_issued(
+        old,
+        &info,
+        ca.cert,
+        &rcgen::PublicKeyData::subject_public_key_info(new_key),
+    )?;
     Ok(Issued { info, clamped })
 }
 
@@ -175,7 +196,9 @@ pub fn verify_issued(
     if (new.server_auth, new.client_auth, &new.other_eku)
         != (old.server_auth, old.client_auth, &old.other_eku)
     {
-        return Err(IssueError::Verify("extended key usages differ from the old certificate's".into()));
+        return Err(IssueError::Verify(
+            "extended key usages differ from the old certificate's".into(),
+        ));
     }
     Ok(())
 }

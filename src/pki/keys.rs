@@ -71,7 +71,10 @@ impl PrivateKey {
 /// Parse a private key from a PEM block.
 pub fn parse_key_block(b: &Block) -> Result<PrivateKey, KeyError> {
     let format = KeyFormat::from_label(&b.label).ok_or_else(|| {
-        KeyError::Parse(format!("expected a private key PEM block, found {}", b.label))
+        KeyError::Parse(format!(
+            "expected a private key PEM block, found {}",
+            b.label
+        ))
     })?;
     let pair = KeyPair::try_from(b.der.as_slice())
         .map_err(|e| KeyError::Parse(format!("not a valid {} block: {e}", b.label)))?;
@@ -108,7 +111,8 @@ pub fn generate(alg: KeyAlg) -> Result<KeyPair, KeyError> {
     }
 }
 
-const P256_OID: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const P256_OID: pkcs8::ObjectIdentifier =
+    pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 
 /// Encode a freshly generated key in `format`. Only for keys from [`generate`]: rcgen keeps a
 /// loaded key's original DER, which may not be PKCS#8.
@@ -141,7 +145,10 @@ pub fn encode(pair: &KeyPair, alg: KeyAlg, format: KeyFormat) -> Result<String, 
                 parameters: Some(sec1::EcParameters::NamedCurve(P256_OID)),
                 public_key: Some(pair.public_key_raw()),
             };
-            ("EC PRIVATE KEY", full.to_der().map_err(|x| e(&x.to_string()))?)
+            (
+                "EC PRIVATE KEY",
+                full.to_der().map_err(|x| e(&x.to_string()))?,
+            )
         }
     };
     Ok(pem::encode(&pem::Pem::new(label, body)))
@@ -154,7 +161,10 @@ mod tests {
     fn roundtrip(alg: KeyAlg, format: KeyFormat, label: &str) {
         let pair = generate(alg).unwrap();
         let text = encode(&pair, alg, format).unwrap();
-        assert!(text.starts_with(&format!("-----BEGIN {label}-----")), "{text}");
+        assert!(
+            text.starts_with(&format!("-----BEGIN {label}-----")),
+            "{text}"
+        );
         let back = parse_key_file(text.as_bytes()).unwrap();
         assert_eq!(back.format, format);
         assert_eq!(back.spki(), pair.subject_public_key_info());
@@ -182,6 +192,9 @@ mod tests {
 
     #[test]
     fn odd_sizes_are_refused() {
-        assert!(matches!(generate(KeyAlg::Rsa(1024)), Err(KeyError::Unsupported(_))));
+        assert!(matches!(
+            generate(KeyAlg::Rsa(1024)),
+            Err(KeyError::Unsupported(_))
+        ));
     }
 }

@@ -36,7 +36,10 @@ fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
 }
 
 fn named<'a>(doc: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
-    doc.get(list)?.as_sequence()?.iter().find(|e| s(e, "name") == Some(name))
+    doc.get(list)?
+        .as_sequence()?
+        .iter()
+        .find(|e| s(e, "name") == Some(name))
 }
 
 fn decode(field: &str, v: &str) -> Result<Vec<u8>, KubeconfigError> {
@@ -50,7 +53,9 @@ pub fn parse(text: &str) -> Result<Kubeconfig, KubeconfigError> {
     let doc: Value =
         serde_yaml::from_str(text).map_err(|e| KubeconfigError::Invalid(e.to_string()))?;
     if !doc.is_mapping() {
-        return Err(KubeconfigError::Invalid("top level is not a mapping".into()));
+        return Err(KubeconfigError::Invalid(
+            "top level is not a mapping".into(),
+        ));
     }
     let st = |m: String| KubeconfigError::Structure(m);
     let current = s(&doc, "current-context")
@@ -64,10 +69,18 @@ pub fn parse(text: &str) -> Result<Kubeconfig, KubeconfigError> {
         s(ctx, "cluster").ok_or_else(|| st(format!("context {current:?} has no cluster")))?;
     let u = named(&doc, "users", user)
         .and_then(|u| u.get("user"))
-        .ok_or_else(|| st(format!("context {current:?} names user {user:?}, which does not exist")))?;
+        .ok_or_else(|| {
+            st(format!(
+                "context {current:?} names user {user:?}, which does not exist"
+            ))
+        })?;
     let c = named(&doc, "clusters", cluster)
         .and_then(|c| c.get("cluster"))
-        .ok_or_else(|| st(format!("context {current:?} names cluster {cluster:?}, which does not exist")))?;
+        .ok_or_else(|| {
+            st(format!(
+                "context {current:?} names cluster {cluster:?}, which does not exist"
+            ))
+        })?;
     let embedded = |v: &Value, data: &str, file: &str| -> Result<Vec<u8>, KubeconfigError> {
         match (s(v, data), s(v, file)) {
             (Some(d), _) if !d.is_empty() => decode(data, d),
@@ -97,7 +110,11 @@ pub fn replace_credentials(
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let e = |e: yamledit::YamlEditError| KubeconfigError::Structure(format!("cannot edit: {e}"));
     let user = [Step::Key("users"), Step::Named(&kc.user), Step::Key("user")];
-    let cluster = [Step::Key("clusters"), Step::Named(&kc.cluster), Step::Key("cluster")];
+    let cluster = [
+        Step::Key("clusters"),
+        Step::Named(&kc.cluster),
+        Step::Key("cluster"),
+    ];
     let mut out = text.to_string();
     let edits: [(&[Step], &str, String); 3] = [
         (&user, "client-certificate-data", b64(cert_pem)),

@@ -23,7 +23,10 @@ pub struct FileProblem {
 impl FileProblem {
     /// A problem with `path` (resolved), displayed as its host path.
     pub fn new(paths: &NodePaths, path: &Path, msg: impl std::fmt::Display) -> FileProblem {
-        FileProblem { path: paths.show(path), msg: msg.to_string() }
+        FileProblem {
+            path: paths.show(path),
+            msg: msg.to_string(),
+        }
     }
 }
 
@@ -108,7 +111,9 @@ fn read(paths: &NodePaths, p: &Path) -> Result<Option<Vec<u8>>, FileProblem> {
 /// Load a handler's certificate; `Ok(None)` when its file is missing.
 pub fn load(paths: &NodePaths, h: &'static Handler) -> Result<Option<Loaded>, FileProblem> {
     let cert_path = cert_file(paths, h);
-    let Some(bytes) = read(paths, &cert_path)? else { return Ok(None) };
+    let Some(bytes) = read(paths, &cert_path)? else {
+        return Ok(None);
+    };
     let bad = |m: &dyn std::fmt::Display| FileProblem::new(paths, &cert_path, m);
     match h.location {
         Location::Pki(base) => {
@@ -124,7 +129,12 @@ pub fn load(paths: &NodePaths, h: &'static Handler) -> Result<Option<Loaded>, Fi
             Ok(Some(Loaded {
                 handler: h,
                 leaf,
-                source: Source::Pki { cert_path, key_path, chain_rest: chain, key },
+                source: Source::Pki {
+                    cert_path,
+                    key_path,
+                    chain_rest: chain,
+                    key,
+                },
             }))
         }
         Location::Kubeconfig(_) => {
@@ -135,7 +145,16 @@ pub fn load(paths: &NodePaths, h: &'static Handler) -> Result<Option<Loaded>, Fi
             let key = keys::parse_key_file(&kc.client_key)
                 .map_err(|e| bad(&format!("client-key-data: {e}")))?;
             let leaf = chain.remove(0);
-            Ok(Some(Loaded { handler: h, leaf, source: Source::Kubeconfig { path: cert_path, text, kc, key } }))
+            Ok(Some(Loaded {
+                handler: h,
+                leaf,
+                source: Source::Kubeconfig {
+                    path: cert_path,
+                    text,
+                    kc,
+                    key,
+                },
+            }))
         }
     }
 }
@@ -165,7 +184,11 @@ impl Loaded {
     /// The files that renewal replaces (what gets backed up).
     pub fn files(&self) -> Vec<PathBuf> {
         match &self.source {
-            Source::Pki { cert_path, key_path, .. } => vec![key_path.clone(), cert_path.clone()],
+            Source::Pki {
+                cert_path,
+                key_path,
+                ..
+            } => vec![key_path.clone(), cert_path.clone()],
             Source::Kubeconfig { path, .. } => vec![path.clone()],
         }
     }
@@ -179,14 +202,27 @@ impl Loaded {
         ca_pem: &str,
     ) -> Result<Vec<FileChange>, FileProblem> {
         match &self.source {
-            Source::Pki { cert_path, key_path, chain_rest, .. } => {
+            Source::Pki {
+                cert_path,
+                key_path,
+                chain_rest,
+                ..
+            } => {
                 let mut cert = new_cert.to_pem();
                 for c in chain_rest {
                     cert.push_str(&c.to_pem());
                 }
                 Ok(vec![
-                    FileChange { target: key_path.clone(), contents: key_pem.as_bytes().to_vec(), mode: 0o600 },
-                    FileChange { target: cert_path.clone(), contents: cert.into_bytes(), mode: 0o644 },
+                    FileChange {
+                        target: key_path.clone(),
+                        contents: key_pem.as_bytes().to_vec(),
+                        mode: 0o600,
+                    },
+                    FileChange {
+                        target: cert_path.clone(),
+                        contents: cert.into_bytes(),
+                        mode: 0o644,
+                    },
                 ])
             }
             Source::Kubeconfig { path, text, kc, .. } => {
@@ -200,10 +236,20 @@ impl Loaded {
                 .map_err(|e| FileProblem::new(paths, path, e))?;
                 // Prove the edit: the file parses and carries the new pair.
                 let back = kubeconfig::parse(&out).map_err(|e| FileProblem::new(paths, path, e))?;
-                if back.client_cert != new_cert.to_pem().as_bytes() || back.client_key != key_pem.as_bytes() {
-                    return Err(FileProblem::new(paths, path, "edited kubeconfig does not read back"));
+                if back.client_cert != new_cert.to_pem().as_bytes()
+                    || back.client_key != key_pem.as_bytes()
+                {
+                    return Err(FileProblem::new(
+                        paths,
+                        path,
+                        "edited kubeconfig does not read back",
+                    ));
                 }
-                Ok(vec![FileChange { target: path.clone(), contents: out.into_bytes(), mode: 0o600 }])
+                Ok(vec![FileChange {
+                    target: path.clone(),
+                    contents: out.into_bytes(),
+                    mode: 0o600,
+                }])
             }
         }
     }

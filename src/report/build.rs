@@ -22,7 +22,11 @@ pub fn status(c: &CertInfo, now: OffsetDateTime, renew_before: Duration) -> RowS
 
 /// Build the report. Fails on the first unreadable file, as kubeadm does: every problem is
 /// returned so the caller can print one line for each.
-pub fn build(scan: &Scan, now: OffsetDateTime, renew_before: Duration) -> Result<Report, Vec<&FileProblem>> {
+pub fn build(
+    scan: &Scan,
+    now: OffsetDateTime,
+    renew_before: Duration,
+) -> Result<Report, Vec<&FileProblem>> {
     let problems = scan.problems();
     if !problems.is_empty() {
         return Err(problems);
@@ -51,14 +55,21 @@ pub fn build(scan: &Scan, now: OffsetDateTime, renew_before: Duration) -> Result
             not_before: ca.cert.as_ref().map(|c| c.not_before),
             not_after: ca.cert.as_ref().map(|c| c.not_after),
             external: ca.external(),
-            status: ca.cert.as_ref().map_or(RowStatus::Missing, |c| status(c, now, Duration::ZERO)),
+            status: ca
+                .cert
+                .as_ref()
+                .map_or(RowStatus::Missing, |c| status(c, now, Duration::ZERO)),
         });
     }
     for k in &scan.kubelet {
         let Ok(c) = &k.cert else { continue };
         r.kubelet.push(KubeletRow {
             name: k.name.into(),
-            path: k.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            path: k
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             not_before: Some(c.not_before),
             not_after: Some(c.not_after),
             status: status(c, now, Duration::ZERO),

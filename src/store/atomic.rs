@@ -14,7 +14,10 @@ pub const STAGED_SUFFIX: &str = ".kubeadm-certd-new";
 
 /// The staged path for a target: `<dir>/.<name>.kubeadm-certd-new`.
 pub fn staged_path(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{name}{STAGED_SUFFIX}"))
 }
 
@@ -35,7 +38,10 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 pub fn stage(target: &Path, contents: &[u8], mode: u32) -> Result<PathBuf> {
     let staged = staged_path(target);
     let existing = std::fs::metadata(target).ok();
-    let mode = existing.as_ref().map(|m| m.permissions().mode() & 0o7777).unwrap_or(mode);
+    let mode = existing
+        .as_ref()
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(mode);
     let _ = std::fs::remove_file(&staged);
     let mut f = OpenOptions::new()
         .write(true)
@@ -51,10 +57,13 @@ pub fn stage(target: &Path, contents: &[u8], mode: u32) -> Result<PathBuf> {
         .with_context(|| format!("setting mode of {}", staged.display()))?;
     // Written in two halves so a failpoint can stop the process mid-write.
     let (a, b) = contents.split_at(contents.len() / 2);
-    f.write_all(a).with_context(|| format!("writing {}", staged.display()))?;
+    f.write_all(a)
+        .with_context(|| format!("writing {}", staged.display()))?;
     fail::fail_point!("atomic::mid-write");
-    f.write_all(b).with_context(|| format!("writing {}", staged.display()))?;
-    f.sync_all().with_context(|| format!("fsync of {}", staged.display()))?;
+    f.write_all(b)
+        .with_context(|| format!("writing {}", staged.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync of {}", staged.display()))?;
     Ok(staged)
 }
 
@@ -106,10 +115,16 @@ mod tests {
         std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o640)).unwrap();
         write_atomic(&t, b"new", 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(&t).unwrap(), "new");
-        assert_eq!(std::fs::metadata(&t).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&t).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         assert!(!staged_path(&t).exists());
         write_atomic(&d.path().join("b.crt"), b"x", 0o644).unwrap();
-        let m = std::fs::metadata(d.path().join("b.crt")).unwrap().permissions().mode();
+        let m = std::fs::metadata(d.path().join("b.crt"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(m & 0o777, 0o644);
     }
 

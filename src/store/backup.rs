@@ -23,14 +23,20 @@ pub fn new_dir(paths: &NodePaths, now: OffsetDateTime) -> Result<PathBuf> {
         now.second()
     );
     for n in 0..1000 {
-        let dir = if n == 0 { base.join(&stamp) } else { base.join(format!("{stamp}-{n}")) };
+        let dir = if n == 0 {
+            base.join(&stamp)
+        } else {
+            base.join(format!("{stamp}-{n}"))
+        };
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {
                 fsync_dir(&base)?;
                 return Ok(dir);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("creating backup dir {}", dir.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("creating backup dir {}", dir.display()))
+            }
         }
     }
     anyhow::bail!("{}: too many backups in one second", base.display())
@@ -56,7 +62,8 @@ pub fn copy_into(paths: &NodePaths, dir: &Path, files: &[PathBuf]) -> Result<()>
         if let Some(parent) = dest.parent() {
             create_dir_all_mode(parent, 0o700)?;
         }
-        let bytes = std::fs::read(f).with_context(|| format!("reading {} for backup", f.display()))?;
+        let bytes =
+            std::fs::read(f).with_context(|| format!("reading {} for backup", f.display()))?;
         crate::store::atomic::write_atomic(&dest, &bytes, meta.permissions().mode() & 0o777)
             .with_context(|| format!("backing up {}", f.display()))?;
     }
@@ -66,7 +73,12 @@ pub fn copy_into(paths: &NodePaths, dir: &Path, files: &[PathBuf]) -> Result<()>
 /// Backup directories, newest first.
 pub fn list(paths: &NodePaths) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(paths.backups())
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     dirs.reverse();

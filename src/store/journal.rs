@@ -38,7 +38,11 @@ pub fn write(paths: &NodePaths, j: &Journal) -> Result<()> {
 pub fn read(paths: &NodePaths) -> Result<Option<Journal>> {
     let p = paths.journal();
     match std::fs::read(&p) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| format!("{}: corrupt journal", p.display()))?)),
+        Ok(b) => {
+            Ok(Some(serde_json::from_slice(&b).with_context(|| {
+                format!("{}: corrupt journal", p.display())
+            })?))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
     }
@@ -69,7 +73,11 @@ pub fn roll_forward(paths: &NodePaths, j: &Journal) -> Result<Vec<String>> {
 
 /// Directories where staged files may be left.
 pub fn staging_dirs(paths: &NodePaths) -> Vec<PathBuf> {
-    let mut v = vec![paths.pki.clone(), paths.pki.join("etcd"), paths.kubeconfigs.clone()];
+    let mut v = vec![
+        paths.pki.clone(),
+        paths.pki.join("etcd"),
+        paths.kubeconfigs.clone(),
+    ];
     if let Some(d) = paths.kubelet_config.parent() {
         v.push(d.to_path_buf());
     }
@@ -81,10 +89,13 @@ pub fn staging_dirs(paths: &NodePaths) -> Vec<PathBuf> {
 pub fn remove_strays(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     for d in dirs {
-        let Ok(rd) = std::fs::read_dir(d) else { continue };
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
         for e in rd.flatten() {
             if is_staged_name(&e.file_name().to_string_lossy()) {
-                std::fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
                 removed.push(e.path());
             }
         }
@@ -98,6 +109,9 @@ pub fn remove_strays(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Whether any staged file sits in `dir`.
 pub fn has_staged(dir: &Path) -> bool {
     std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().any(|e| is_staged_name(&e.file_name().to_string_lossy())))
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| is_staged_name(&e.file_name().to_string_lossy()))
+        })
         .unwrap_or(false)
 }

@@ -9,7 +9,9 @@ use std::path::Path;
 
 /// Another run holds the lock.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: another kubeadm-certd run (pid {pid}) holds the lock; try again when it has finished")]
+#[error(
+    "{path}: another kubeadm-certd run (pid {pid}) holds the lock; try again when it has finished"
+)]
 pub struct Held {
     /// The lock file.
     pub path: String,
@@ -44,7 +46,11 @@ pub fn acquire(path: &Path) -> Result<Lock> {
             let pid = pid.trim();
             return Err(Held {
                 path: path.display().to_string(),
-                pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                pid: if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.into()
+                },
             }
             .into());
         }

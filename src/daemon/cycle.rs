@@ -1,0 +1,187 @@
+//! One cycle of the daemon: scan, plan what is due, renew, restart, report. Synchronous; the
+//! loop runs it on a blocking thread.
+
+use crate::config::Settings;
+use crate::logging;
+use crate::node::NodePaths;
+use crate::plan::{self, Decision, Selection, Skip};
+use crate::scan::Scan;
+use std::path::Path;
+use time::OffsetDateTime;
+
+/// What a cycle did.
+#[derive(Debug, Default)]
+pub struct CycleReport {
+    /// One-line summary for sd_notify STATUS.
+    pub status: String,
+    /// Host paths written by the cycle (their watch events are our own).
+    pub written: Vec<String>,
+    /// Whether the cycle renewed anything.
+    pub renewed: usize,
+    /// Failures (renewal or restart).
+    pub failures: usize,
+}
+
+/// The pid of a running `kubeadm` process, if any (an upgrade renews certificates itself).
+pub fn kubeadm_running(proc_root: &Path) -> Option<i32> {
+    let rd = std::fs::read_dir(proc_root).ok()?;
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) {
+            if comm.trim() == "kubeadm" {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// Run one cycle.
+pub fn run(
+    paths: &NodePaths,
+    settings: &Settings,
+    counters: &mut super::shim::Counters,
+    now: OffsetDateTime,
+) -> CycleReport {
+    let mut rep = CycleReport::default();
+    if let Some(pid) = kubeadm_running(Path::new(crate::staticpods::process::PROC_ROOT)) {
+        tracing::info!(ACTION = "defer", "kubeadm (pid {pid}) is running, probably an upgrade, which renews certificates itself; deferring until it has finished");
+        rep.status = format!("deferred: kubeadm (pid {pid}) is running");
+        return rep;
+    }
+    let scan = crate::scan::scan(paths);
+    for p in scan.problems() {
+        tracing::error!(MESSAGE_ID = logging::MSG_RENEW_FAILED, CERT_PATH = %p.path, RESULT = "invalid", "{p}");
+    }
+    let plan = plan::plan(&scan, &Selection::Due, settings, now);
+    for i in &plan.items {
+        match &i.decision {
+            Decision::Refuse(why) => {
+                rep.failures += 1;
+                counters.renewal_failed();
+                tracing::error!(
+                    MESSAGE_ID = logging::MSG_RENEW_FAILED,
+                    CERT_NAME = i.handler.name,
+                    ACTION = "renew",
+                    RESULT = "refused",
+                    "{why}"
+                );
+            }
+            Decision::Skip(Skip::ExternalCa(_) | Skip::Excluded | Skip::NotSignedByCa(_)) => {
+                if let Some(t) = i.old_not_after.filter(|t| {
+                    plan::is_due(*t, now, settings.renew_before)
+                        && logging::once_a_day(i.handler.name)
+                }) {
+                    tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_NAME = i.handler.name, NOT_AFTER = %t, ACTION = "skip", "{} expires at {t} and kubeadm-certd does not renew it here ({:?})", i.handler.name, i.decision);
+                }
+            }
+            _ => {}
+        }
+    }
+    if plan.renewing().next().is_some() {
+        match crate::renew::apply(paths, &scan, &plan, settings, now) {
+            Ok(outcome) => {
+                rep.renewed = outcome.renewed.len();
+                for r in &outcome.renewed {
+                    counters.renewal_ok(now);
+                    rep.written.extend(r.files.iter().cloned());
+                }
+                let restarts = crate::restart_plan::for_plan(paths, &plan);
+                if settings.restart.enabled && !restarts.is_empty() {
+                    match crate::restart_plan::restart_after(paths, settings, &outcome, &restarts) {
+                        Ok(()) => restarts.iter().for_each(|c| counters.restart(c, true)),
+                        Err(e) => {
+                            rep.failures += 1;
+                            restarts.iter().for_each(|c| counters.restart(c, false));
+                            tracing::error!(
+                                MESSAGE_ID = logging::MSG_RESTART_FAILED,
+                                ACTION = "restart",
+                                RESULT = "failed",
+                                "{e:#}"
+                            );
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                rep.failures += 1;
+                counters.renewal_failed();
+                tracing::error!(
+                    MESSAGE_ID = logging::MSG_RENEW_FAILED,
+                    ACTION = "renew",
+                    RESULT = "failed",
+                    "{e:#}"
+                );
+            }
+        }
+    }
+    let scan = if rep.renewed > 0 {
+        crate::scan::scan(paths)
+    } else {
+        scan
+    };
+    warn_runway(&scan, settings, now);
+    if let Some(t) = super::shim::detect(paths).filter(|_| logging::once_a_day("kubelet.conf")) {
+        tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_PATH = %paths.show(&paths.kubeconfigs.join("kubelet.conf")), "{t}");
+    }
+    if let Some(file) = &settings.metrics_textfile {
+        let target = paths.root.resolve(file);
+        let text = super::shim::render(&scan, counters, now);
+        match super::shim::write_textfile(&target, &text) {
+            Ok(()) => rep.written.push(file.clone()),
+            Err(e) => tracing::warn!("metrics textfile {file}: {e:#}"),
+        }
+    }
+    rep.status = status_line(&scan, settings, now, &rep);
+    rep
+}
+
+/// Warn about CAs with less than caWarnBefore left, and kubelet certificates close to expiry.
+fn warn_runway(scan: &Scan, settings: &Settings, now: OffsetDateTime) {
+    for ca in scan.cas.values().flatten() {
+        let Some(c) = &ca.cert else { continue };
+        if c.not_after - now < settings.ca_warn_before
+            && logging::once_a_day(&format!("ca-runway-{}", ca.id.name()))
+        {
+            tracing::warn!(MESSAGE_ID = logging::MSG_CA_EXPIRING, CERT_NAME = ca.id.name(), CERT_PATH = %scan.root.host_path(&ca.cert_path).display(), NOT_AFTER = %c.not_after, "the {} CA expires at {}; leaves cannot outlive it: plan a CA rotation", ca.id.name(), c.not_after);
+        }
+        if settings.certificate_validity > (c.not_after - now).unsigned_abs()
+            && logging::once_a_day(&format!("ca-validity-{}", ca.id.name()))
+        {
+            tracing::warn!(CERT_NAME = ca.id.name(), "certificateValidity exceeds the {} CA's remaining life; renewed certificates will be clamped to {}", ca.id.name(), c.not_after);
+        }
+    }
+    for k in &scan.kubelet {
+        let Ok(c) = &k.cert else { continue };
+        if plan::is_due(c.not_after, now, settings.renew_before)
+            && logging::once_a_day(&format!("kubelet-{}", k.name))
+        {
+            tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_NAME = k.name, CERT_PATH = %scan.root.host_path(&k.path).display(), NOT_AFTER = %c.not_after, "{} expires at {}; the kubelet rotates it itself — check that rotation works (kubelet logs, pending CSRs)", k.name, c.not_after);
+        }
+    }
+}
+
+/// "11 certificates ok; next: apiserver renews in 23d".
+fn status_line(scan: &Scan, settings: &Settings, now: OffsetDateTime, rep: &CycleReport) -> String {
+    let loaded: Vec<_> = scan
+        .certs
+        .iter()
+        .filter_map(|e| e.state.as_ref().ok().and_then(|l| l.as_ref()))
+        .collect();
+    let ok = loaded.iter().filter(|l| l.leaf.not_after > now).count();
+    let mut s = format!("{ok} certificates ok");
+    if let Some(next) = loaded.iter().min_by_key(|l| l.leaf.not_after) {
+        let at = next.leaf.not_after - settings.renew_before;
+        let left = crate::report::format::short_human_duration((at - now).whole_seconds().max(0));
+        s.push_str(&format!("; next: {} renews in {left}", next.handler.name));
+    }
+    if rep.renewed > 0 {
+        s.push_str(&format!("; renewed {} this cycle", rep.renewed));
+    }
+    if rep.failures > 0 {
+        s.push_str(&format!("; {} failure(s), see the journal", rep.failures));
+    }
+    s
+}

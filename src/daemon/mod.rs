@@ -1,0 +1,147 @@
+//! `run`: the daemon. A tokio loop that runs a cycle at start, every checkInterval plus a
+//! random splay, and soon after a watched directory changes; reloads on SIGHUP; and on SIGTERM
+//! finishes or rolls back the step in progress before exiting.
+
+/// One scan → plan → renew → restart → report cycle.
+pub mod cycle;
+/// sd_notify wrapper.
+pub mod notify;
+/// Stand-ins until metrics land.
+mod shim;
+/// Daemon-only configuration checks.
+pub mod validate;
+/// Directory watches.
+pub mod watch;
+
+use crate::commands::Ctx;
+use anyhow::{Context, Result};
+use rand::Rng;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// How long to wait after a change before scanning (editors and tools write in bursts).
+const DEBOUNCE: Duration = Duration::from_millis(700);
+
+/// Run the daemon (or one cycle with `once`).
+pub fn run(ctx: Ctx, reload: impl Fn() -> Result<Ctx> + Send + 'static, once: bool) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(run_async(ctx, reload, once))
+}
+
+fn splay(jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(rand::rng().random_range(0..=jitter.as_millis() as u64))
+}
+
+async fn cycle(ctx: &Ctx, counters: &mut shim::Counters) -> Result<cycle::CycleReport> {
+    let (paths, settings, mut c) = (
+        ctx.paths.clone(),
+        ctx.settings.clone(),
+        std::mem::take(counters),
+    );
+    let (rep, c) = tokio::task::spawn_blocking(move || {
+        let rep = cycle::run(&paths, &settings, &mut c, crate::commands::now());
+        (rep, c)
+    })
+    .await
+    .context("the cycle panicked")?;
+    *counters = c;
+    Ok(rep)
+}
+
+async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -> Result<()> {
+    let _lock = ctx.lock_and_recover()?;
+    validate::validate(&ctx.settings)?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    if let Err(e) = shim::apply_setting(&ctx) {
+        tracing::error!("kubelet serverTLSBootstrap: {e:#}");
+    }
+    let mut counters = shim::Counters::default();
+    let rep = cycle(&ctx, &mut counters).await?;
+    tracing::info!("{}", rep.status);
+    notify::ready(&rep.status);
+    if once {
+        notify::stopping();
+        return Ok(());
+    }
+    let (mut watcher, mut events) = watch::start(&ctx.paths)?;
+    let wd = notify::watchdog_interval();
+    let mut wd_tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
+    let mut next =
+        tokio::time::Instant::now() + ctx.settings.check_interval + splay(ctx.settings.jitter);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {
+                run_and_report(&ctx, &mut counters, &mut events).await;
+                next = tokio::time::Instant::now() + ctx.settings.check_interval + splay(ctx.settings.jitter);
+            }
+            Some(first) = events.recv() => {
+                // Collect the burst, then scan once.
+                tokio::time::sleep(DEBOUNCE).await;
+                let mut paths = vec![first];
+                while let Ok(p) = events.try_recv() { paths.push(p); }
+                tracing::debug!("change in watched directories: {paths:?}");
+                run_and_report(&ctx, &mut counters, &mut events).await;
+            }
+            _ = wd_tick.tick(), if wd.is_some() => notify::watchdog(),
+            _ = sighup.recv() => {
+                notify::reloading();
+                match reload().and_then(|c| validate::validate(&c.settings).map(|()| c)) {
+                    Ok(new) => {
+                        ctx = new;
+                        drop(watcher);
+                        (watcher, events) = watch::start(&ctx.paths)?;
+                        tracing::info!("configuration reloaded");
+                        next = tokio::time::Instant::now();
+                    }
+                    Err(e) => tracing::error!("new configuration rejected, keeping the old one: {e:#}"),
+                }
+                notify::ready("configuration reloaded");
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    notify::stopping();
+    tracing::info!("stopping");
+    drop(watcher);
+    Ok(())
+}
+
+async fn run_and_report(ctx: &Ctx, counters: &mut shim::Counters, events: &mut watch::Events) {
+    // A SIGTERM during a restart hold must unpark: the blocking cycle polls this flag.
+    let term = tokio::spawn(async {
+        if let Ok(mut s) = signal(SignalKind::terminate()) {
+            s.recv().await;
+            crate::signals::request_termination();
+        }
+    });
+    // A change by someone else during a cycle gets a cycle of its own (bounded, so a tool
+    // rewriting files in a loop cannot keep the daemon busy forever).
+    for _ in 0..3 {
+        match cycle(ctx, counters).await {
+            Ok(rep) => {
+                tracing::info!("{}", rep.status);
+                notify::status(&rep.status);
+                // Events caused by our own writes are not changes to react to.
+                if watch::drain_own(events, &rep.written).is_empty()
+                    || crate::signals::terminating()
+                {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!("cycle failed: {e:#}");
+                break;
+            }
+        }
+    }
+    term.abort();
+}

@@ -1,0 +1,406 @@
+//! The per-component restart procedure: record, park, hold, unpark, verify; one component at
+//! a time; roll back a component that does not come back and stop there.
+
+use crate::node::kubelet::{parse_kubelet_config, KubeletConfigInfo};
+use crate::node::manifests::{parse_manifest, Manifest};
+use crate::node::NodePaths;
+use crate::pki::table::Component;
+use crate::staticpods::park::{self, Unparked};
+use crate::staticpods::probe::{probe, ProbeResult};
+use crate::staticpods::process::{find_by_cmdline, is_alive, ProcInfo};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How restarts are carried out; tests point `proc_root` and timings at their harness.
+#[derive(Debug, Clone)]
+pub struct RestartOpts {
+    /// Where to read processes.
+    pub proc_root: PathBuf,
+    /// Minimum hold (the kubelet's fileCheckFrequency unless configured).
+    pub min_hold: Duration,
+    /// Bound on each hold and on each wait for the component to come back.
+    pub timeout: Duration,
+    /// How often to look while waiting.
+    pub poll: Duration,
+}
+
+impl RestartOpts {
+    /// From the settings and the kubelet config (0s or absent fileCheckFrequency is 20 s).
+    pub fn from_node(paths: &NodePaths, settings: &crate::config::Settings) -> RestartOpts {
+        let kubelet = kubelet_info(paths);
+        RestartOpts {
+            proc_root: PathBuf::from(crate::staticpods::process::PROC_ROOT),
+            min_hold: settings
+                .restart
+                .min_hold
+                .unwrap_or(kubelet.file_check_frequency),
+            timeout: settings.restart.timeout,
+            poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The kubelet config, or its defaults when unreadable.
+pub fn kubelet_info(paths: &NodePaths) -> KubeletConfigInfo {
+    std::fs::read(&paths.kubelet_config)
+        .ok()
+        .and_then(|b| parse_kubelet_config(&b).ok())
+        .unwrap_or_else(|| {
+            parse_kubelet_config(b"{}").unwrap_or(KubeletConfigInfo {
+                file_check_frequency: Duration::from_secs(20),
+                healthz_bind_address: "127.0.0.1".into(),
+                healthz_port: 10248,
+                server_tls_bootstrap: None,
+                static_pod_path: None,
+            })
+        })
+}
+
+/// A component's manifest file and its parsed contents.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// File name inside the manifests directory.
+    pub file: String,
+    /// Parsed manifest.
+    pub manifest: Manifest,
+}
+
+/// Find a component's manifest: `<name>.yaml`, else any non-dot file whose pod is named so.
+pub fn find_manifest(paths: &NodePaths, c: Component) -> Result<Option<Found>> {
+    let conventional = format!("{}.yaml", c.name());
+    let mut files = vec![conventional.clone()];
+    if let Ok(rd) = std::fs::read_dir(&paths.manifests) {
+        let mut others: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.') && *n != conventional)
+            .collect();
+        others.sort();
+        files.extend(others);
+    }
+    for f in files {
+        let p = paths.manifests.join(&f);
+        let Ok(bytes) = crate::node::fsread::read_node_file(&paths.root, &p) else {
+            continue;
+        };
+        match parse_manifest(&bytes) {
+            Ok(m) if m.name == c.name() || m.component.as_deref() == Some(c.name()) => {
+                return Ok(Some(Found {
+                    file: f,
+                    manifest: m,
+                }))
+            }
+            Ok(_) => {}
+            Err(e) if f.ends_with(&conventional) => bail!("{}: {e}", paths.show(&p)),
+            Err(_) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// What one restart observed, for logs and the README's downtime figures.
+#[derive(Debug, Clone)]
+pub struct Restarted {
+    /// The component.
+    pub component: Component,
+    /// Processes that ran before.
+    pub old: Vec<ProcInfo>,
+    /// The new process.
+    pub new: Option<ProcInfo>,
+    /// From parking to a healthy probe.
+    pub downtime: Duration,
+    /// How the unpark ended.
+    pub superseded: bool,
+}
+
+/// Why a restart failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    /// A termination signal arrived during a hold; the manifest is back.
+    #[error("{0}: interrupted by a signal during the hold; its manifest is back in place")]
+    Interrupted(&'static str),
+    /// The component did not come back healthy.
+    #[error("{component}: did not come back healthy within {timeout:?}: {seen}")]
+    NotHealthy {
+        /// The component.
+        component: &'static str,
+        /// The bound.
+        timeout: Duration,
+        /// What was seen last.
+        seen: String,
+    },
+    /// Anything else (I/O, manifest errors).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+fn probe_once(m: &Manifest) -> Option<ProbeResult> {
+    m.probe_target()
+        .map(|p| probe(p, "127.0.0.1", Duration::from_secs(2)))
+}
+
+fn sleep_checking(d: Duration) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if crate::signals::terminating() {
+            return false;
+        }
+        std::thread::sleep(
+            Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())),
+        );
+    }
+    !crate::signals::terminating()
+}
+
+/// Restart one component: park, hold, unpark, wait for a new healthy process.
+pub fn restart_one(
+    paths: &NodePaths,
+    c: Component,
+    opts: &RestartOpts,
+) -> Result<Restarted, RestartError> {
+    let found = find_manifest(paths, c)?.ok_or_else(|| {
+        anyhow!(
+            "{}: no manifest in {}",
+            c.name(),
+            paths.show(&paths.manifests)
+        )
+    })?;
+    let m = &found.manifest;
+    // (a) the running instance and its probe answer
+    let old = find_by_cmdline(&opts.proc_root, &m.command).context("reading processes")?;
+    let before = probe_once(m);
+    tracing::info!(
+        COMPONENT = c.name(),
+        ACTION = "park",
+        "{}: parking {} (running pids {:?}, probe {})",
+        c.name(),
+        found.file,
+        old.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        before
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "none".into())
+    );
+    // (b) park
+    let parked_at = Instant::now();
+    park::park(paths, &found.file)?;
+    fail::fail_point!("restart::after-park");
+    // (c) hold for fileCheckFrequency and until the old process is gone, bounded by timeout
+    let held = hold(&old, opts);
+    fail::fail_point!("restart::during-hold");
+    let unparked_at = SystemTime::now();
+    let superseded = matches!(park::unpark(paths, &found.file)?, Unparked::Superseded(_));
+    fail::fail_point!("restart::after-unpark");
+    if let Err(e) = held {
+        return Err(e);
+    }
+    // (e) a new process started after the unpark, and a healthy probe
+    let back = if superseded {
+        find_manifest(paths, c)?
+            .map(|f| f.manifest)
+            .unwrap_or_else(|| m.clone())
+    } else {
+        m.clone()
+    };
+    let deadline = Instant::now() + opts.timeout;
+    loop {
+        let procs = find_by_cmdline(&opts.proc_root, &back.command).unwrap_or_default();
+        let fresh = procs.into_iter().find(|p| {
+            p.start_time + Duration::from_secs(1) >= unparked_at
+                && !old
+                    .iter()
+                    .any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks)
+        });
+        let seen = match (&fresh, probe_once(&back)) {
+            (Some(p), Some(r)) if r.is_healthy() => {
+                return Ok(Restarted {
+                    component: c,
+                    old,
+                    new: Some(p.clone()),
+                    downtime: parked_at.elapsed(),
+                    superseded,
+                })
+            }
+            (Some(p), None) => {
+                return Ok(Restarted {
+                    component: c,
+                    old,
+                    new: Some(p.clone()),
+                    downtime: parked_at.elapsed(),
+                    superseded,
+                })
+            }
+            (Some(p), Some(r)) => format!("new pid {} started, probe: {r}", p.pid),
+            (None, r) => format!(
+                "no new process; probe: {}",
+                r.map(|r| r.to_string()).unwrap_or_default()
+            ),
+        };
+        if Instant::now() >= deadline {
+            return Err(RestartError::NotHealthy {
+                component: c.name(),
+                timeout: opts.timeout,
+                seen,
+            });
+        }
+        std::thread::sleep(opts.poll);
+    }
+}
+
+/// Hold: at least `min_hold`, and until every old process has exited; bounded by `timeout`.
+/// A signal ends the hold early; the caller unparks either way.
+fn hold(old: &[ProcInfo], opts: &RestartOpts) -> Result<(), RestartError> {
+    let start = Instant::now();
+    if !sleep_checking(opts.min_hold) {
+        return Err(RestartError::Interrupted("hold"));
+    }
+    while old.iter().any(|p| is_alive(&opts.proc_root, p)) {
+        if start.elapsed() >= opts.timeout {
+            let alive: Vec<i32> = old
+                .iter()
+                .filter(|p| is_alive(&opts.proc_root, p))
+                .map(|p| p.pid)
+                .collect();
+            return Err(RestartError::NotHealthy {
+                component: "hold",
+                timeout: opts.timeout,
+                seen: format!(
+                    "old process(es) {alive:?} still running after the manifest was parked"
+                ),
+            });
+        }
+        if !sleep_checking(opts.poll) {
+            return Err(RestartError::Interrupted("hold"));
+        }
+    }
+    Ok(())
+}
+
+/// Certificates to put back if a component fails: (target, backup copy) pairs.
+pub type Rollback = Vec<(PathBuf, PathBuf)>;
+
+/// Restart components in order, one at a time. On a failure: restore that component's
+/// previous certificates (when still valid), restart it once more, and stop.
+pub fn restart_all(
+    paths: &NodePaths,
+    components: &[Component],
+    opts: &RestartOpts,
+    rollback: &dyn Fn(Component) -> Rollback,
+) -> Result<Vec<Restarted>> {
+    let mut done = Vec::new();
+    for c in Component::ORDER
+        .into_iter()
+        .filter(|c| components.contains(c))
+    {
+        match restart_one(paths, c, opts) {
+            Ok(r) => {
+                tracing::info!(
+                    MESSAGE_ID = crate::logging::MSG_RESTARTED,
+                    COMPONENT = c.name(),
+                    ACTION = "restart",
+                    RESULT = "ok",
+                    "{} restarted (pid {:?}), down for {:.1}s",
+                    c.name(),
+                    r.new.as_ref().map(|p| p.pid),
+                    r.downtime.as_secs_f64()
+                );
+                done.push(r);
+            }
+            Err(RestartError::Interrupted(_)) => bail!(
+                "{}: interrupted by a signal; its manifest is back in place",
+                c.name()
+            ),
+            Err(e) => {
+                tracing::error!(
+                    MESSAGE_ID = crate::logging::MSG_RESTART_FAILED,
+                    COMPONENT = c.name(),
+                    ACTION = "restart",
+                    RESULT = "failed",
+                    "{e}"
+                );
+                let restored = restore(paths, &rollback(c))?;
+                let again = if restored.is_empty() {
+                    String::from("no previous certificates to restore")
+                } else {
+                    let r2 = restart_one(paths, c, opts);
+                    format!(
+                        "restored {} from the backup and restarted it again: {}",
+                        restored.join(", "),
+                        match r2 {
+                            Ok(_) => "it came back".to_string(),
+                            Err(e) => e.to_string(),
+                        }
+                    )
+                };
+                let rest: Vec<&str> = components
+                    .iter()
+                    .filter(|x| **x > c)
+                    .map(|x| x.name())
+                    .collect();
+                bail!(
+                    "{e}; {again}; not restarting the remaining components{}",
+                    if rest.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", rest.join(", "))
+                    }
+                );
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Restore backed-up files whose certificates are still valid. Returns the host paths restored.
+fn restore(paths: &NodePaths, pairs: &Rollback) -> Result<Vec<String>> {
+    let now = time::OffsetDateTime::now_utc();
+    let mut out = Vec::new();
+    for (target, copy) in pairs {
+        let Ok(bytes) = std::fs::read(copy) else {
+            continue;
+        };
+        if !still_valid(&bytes, now) {
+            continue;
+        }
+        crate::store::atomic::write_atomic(target, &bytes, 0o600)?;
+        out.push(paths.show(target));
+    }
+    Ok(out)
+}
+
+/// Whether a backed-up file's certificate (PEM, or a kubeconfig's embedded one) is valid now.
+/// Key files carry no date and count as valid.
+fn still_valid(bytes: &[u8], now: time::OffsetDateTime) -> bool {
+    if let Ok(certs) = crate::pki::inspect::parse_cert_file(bytes) {
+        return certs.first().is_some_and(|c| c.valid_at(now));
+    }
+    if let Ok(kc) = std::str::from_utf8(bytes)
+        .map_err(|_| ())
+        .and_then(|t| crate::pki::kubeconfig::parse(t).map_err(|_| ()))
+    {
+        return crate::pki::inspect::parse_cert_file(&kc.client_cert)
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .is_some_and(|c| c.valid_at(now));
+    }
+    true
+}
+
+/// Components named on the command line (`all` = every one with a manifest), in order.
+pub fn parse_components(paths: &NodePaths, names: &[String]) -> Result<Vec<Component>> {
+    if names.iter().any(|n| n == "all") {
+        return Ok(Component::ORDER
+            .into_iter()
+            .filter(|c| find_manifest(paths, *c).ok().flatten().is_some())
+            .collect());
+    }
+    names
+        .iter()
+        .map(|n| Component::from_name(n).ok_or_else(|| anyhow!("unknown component {n:?}; use all, etcd, kube-apiserver, kube-controller-manager or kube-scheduler")))
+        .collect()
+}
+
+/// Whether `p` (a manifests path) is the component's.
+pub fn manifest_path(paths: &NodePaths, f: &Found) -> PathBuf {
+    paths.manifests.join(Path::new(&f.file))
+}

@@ -1,0 +1,5 @@
+//! Shared test support; each test binary uses only part of it.
+#![allow(dead_code)]
+
+pub mod etcd;
+pub mod openssl_node;
