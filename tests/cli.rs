@@ -12,10 +12,17 @@ fn usage_error(args: &[&str]) {
     full.extend_from_slice(args);
     let out = run_bin(&full);
     out.assert_code(2);
-    assert!(out.stdout.is_empty(), "{args:?} printed to stdout:\n{}", out.stdout);
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?} printed to stdout:\n{}",
+        out.stdout
+    );
     assert!(!out.stderr.trim().is_empty(), "{args:?}: no message");
     // A usage error touches nothing.
-    assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "{args:?} created files under the root");
+    assert!(
+        std::fs::read_dir(d.path()).unwrap().next().is_none(),
+        "{args:?} created files under the root"
+    );
 }
 
 #[test]
@@ -54,7 +61,11 @@ fn install_signed_without_csr_dir() {
 fn version() {
     let out = run_bin(&["--version"]);
     out.ok();
-    assert!(out.stdout.starts_with("kubeadm-certd 0.1.0"), "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with("kubeadm-certd 0.1.0"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -62,7 +73,10 @@ fn explicit_config_must_exist() {
     let n = Node::default_node();
     let missing = n.outside("no-such-config.yaml");
     let m = missing.to_str().unwrap();
-    for cmd in [&["check-expiration"][..], &["renew", "all", "--no-restart"][..]] {
+    for cmd in [
+        &["check-expiration"][..],
+        &["renew", "all", "--no-restart"][..],
+    ] {
         let t = n.tree();
         let mut args = vec!["--config", m];
         args.extend_from_slice(cmd);
@@ -80,7 +94,10 @@ fn default_config_may_be_absent_and_is_read_when_present() {
     let out = n.run(&["check-expiration", "-o", "json"]);
     out.ok();
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v["certificates"][0]["status"], "due", "built-in renewBefore 30d");
+    assert_eq!(
+        v["certificates"][0]["status"], "due",
+        "built-in renewBefore 30d"
+    );
     // The default file under --root is used when present.
     let cfg = n.path("/etc/kubeadm-certd/config.yaml");
     std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
@@ -88,7 +105,10 @@ fn default_config_may_be_absent_and_is_read_when_present() {
     let out = n.run(&["check-expiration", "-o", "json"]);
     out.ok();
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v["certificates"][0]["status"], "ok", "renewBefore 1d from the default config");
+    assert_eq!(
+        v["certificates"][0]["status"], "ok",
+        "renewBefore 1d from the default config"
+    );
     // And a broken default file is an error that names it.
     std::fs::write(&cfg, "renewBefore: soon\n").unwrap();
     let out = n.run(&["check-expiration"]);
@@ -102,7 +122,11 @@ fn unknown_certificate_name() {
     let t = n.tree();
     let out = n.run(&["renew", "apiservr", "--no-restart"]);
     assert_ne!(out.code, 0, "an unknown name succeeded");
-    assert!(out.stderr.contains("apiservr"), "the bad name is not named:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("apiservr"),
+        "the bad name is not named:\n{}",
+        out.stderr
+    );
     t.assert_same(&n.tree(), "renew of an unknown name");
 }
 

@@ -20,8 +20,10 @@ fn renew_all_on(alg: KeyAlg) {
     // Owner and group must carry over to the new files.
     std::os::unix::fs::chown(n.pki("apiserver.key"), Some(1234), Some(2345)).unwrap();
     std::os::unix::fs::chown(n.kc("admin.conf"), Some(1234), Some(2345)).unwrap();
-    let old_texts: BTreeMap<&str, String> =
-        KUBECONFIGS.iter().map(|k| (*k, std::fs::read_to_string(n.kc(k)).unwrap())).collect();
+    let old_texts: BTreeMap<&str, String> = KUBECONFIGS
+        .iter()
+        .map(|k| (*k, std::fs::read_to_string(n.kc(k)).unwrap()))
+        .collect();
     let kubelet_before = Tree::of(&n.path("/var/lib/kubelet"), &[]);
     let kubelet_conf = std::fs::read(n.kc("kubelet.conf")).unwrap();
 
@@ -38,11 +40,23 @@ fn renew_all_on(alg: KeyAlg) {
         KeyAlg::EcP256 => "EC PRIVATE KEY",
     };
     for nm in &names {
-        assert_eq!(pem_label(&n.key_pem(nm)), want_label, "{nm}: not kubeadm's key form");
+        assert_eq!(
+            pem_label(&n.key_pem(nm)),
+            want_label,
+            "{nm}: not kubeadm's key form"
+        );
     }
     for (_, base, _) in PKI_LEAVES {
-        assert_eq!(mode(&n.pki(&format!("{base}.key"))), 0o600, "{base}.key mode");
-        assert_eq!(mode(&n.pki(&format!("{base}.crt"))), 0o644, "{base}.crt mode");
+        assert_eq!(
+            mode(&n.pki(&format!("{base}.key"))),
+            0o600,
+            "{base}.key mode"
+        );
+        assert_eq!(
+            mode(&n.pki(&format!("{base}.crt"))),
+            0o644,
+            "{base}.crt mode"
+        );
     }
     for k in KUBECONFIGS {
         assert_eq!(mode(&n.kc(k)), 0o600, "{k} mode");
@@ -50,17 +64,35 @@ fn renew_all_on(alg: KeyAlg) {
     }
     for p in [n.pki("apiserver.key"), n.kc("admin.conf")] {
         let m = std::fs::metadata(&p).unwrap();
-        assert_eq!((m.uid(), m.gid()), (1234, 2345), "{}: owner not kept", p.display());
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (1234, 2345),
+            "{}: owner not kept",
+            p.display()
+        );
     }
-    assert_eq!(std::fs::read(n.kc("kubelet.conf")).unwrap(), kubelet_conf, "kubelet.conf was touched");
+    assert_eq!(
+        std::fs::read(n.kc("kubelet.conf")).unwrap(),
+        kubelet_conf,
+        "kubelet.conf was touched"
+    );
     kubelet_before.assert_same(&Tree::of(&n.path("/var/lib/kubelet"), &[]), "kubelet files");
-    assert!(n.staged_leftovers().is_empty(), "temp files left: {:?}", n.staged_leftovers());
+    assert!(
+        n.staged_leftovers().is_empty(),
+        "temp files left: {:?}",
+        n.staged_leftovers()
+    );
 
     // Every changed path is one of the renewed files; nothing else moved.
     let changed = old_tree.diff(&n.tree());
     for c in &changed {
-        let ok = KUBECONFIGS.iter().any(|k| c == &format!("etc/kubernetes/{k}"))
-            || PKI_LEAVES.iter().any(|(_, b, _)| c == &format!("etc/kubernetes/pki/{b}.crt") || c == &format!("etc/kubernetes/pki/{b}.key"));
+        let ok = KUBECONFIGS
+            .iter()
+            .any(|k| c == &format!("etc/kubernetes/{k}"))
+            || PKI_LEAVES.iter().any(|(_, b, _)| {
+                c == &format!("etc/kubernetes/pki/{b}.crt")
+                    || c == &format!("etc/kubernetes/pki/{b}.key")
+            });
         assert!(ok, "renew all changed {c}");
     }
 
@@ -68,11 +100,14 @@ fn renew_all_on(alg: KeyAlg) {
     let mut at = 0;
     for nm in &names {
         let line = format!("{} renewed", long_name(nm));
-        let pos = out.stdout[at..].find(&line).unwrap_or_else(|| panic!("missing or out of order: {line:?}\n{}", out.stdout));
+        let pos = out.stdout[at..]
+            .find(&line)
+            .unwrap_or_else(|| panic!("missing or out of order: {line:?}\n{}", out.stdout));
         at += pos + line.len();
     }
     assert!(
-        out.stdout.contains("etcd, kube-apiserver, kube-controller-manager, kube-scheduler"),
+        out.stdout
+            .contains("etcd, kube-apiserver, kube-controller-manager, kube-scheduler"),
         "restart list missing:\n{}",
         out.stdout
     );
@@ -83,14 +118,24 @@ fn renew_all_on(alg: KeyAlg) {
     let b = &backups[0];
     assert_eq!(mode(b), 0o700, "backup dir mode");
     let ts = b.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(out.stdout.contains(&format!("/var/lib/kubeadm-certd/backups/{ts}")), "backup dir not named:\n{}", out.stdout);
-    let mut files: Vec<String> = KUBECONFIGS.iter().map(|k| format!("etc/kubernetes/{k}")).collect();
+    assert!(
+        out.stdout
+            .contains(&format!("/var/lib/kubeadm-certd/backups/{ts}")),
+        "backup dir not named:\n{}",
+        out.stdout
+    );
+    let mut files: Vec<String> = KUBECONFIGS
+        .iter()
+        .map(|k| format!("etc/kubernetes/{k}"))
+        .collect();
     for (_, base, _) in PKI_LEAVES {
         files.push(format!("etc/kubernetes/pki/{base}.crt"));
         files.push(format!("etc/kubernetes/pki/{base}.key"));
     }
     for f in files {
-        let Entry::File { bytes, .. } = &old_tree.0[&f] else { panic!("{f} was not a file") };
+        let Entry::File { bytes, .. } = &old_tree.0[&f] else {
+            panic!("{f} was not a file")
+        };
         let saved = std::fs::read(b.join(&f)).unwrap_or_else(|e| panic!("backup of {f}: {e}"));
         assert_eq!(&saved, bytes, "backup of {f} differs from the old file");
     }
@@ -117,7 +162,10 @@ fn renew_pki_leaves_by_name() {
     let n = Node::build(|s| s.key = KeyAlg::EcP256);
     let names: Vec<&str> = PKI_LEAVES.iter().map(|(nm, _, _)| *nm).collect();
     let old = before(&n, &names);
-    let kc_before: Vec<Vec<u8>> = KUBECONFIGS.iter().map(|k| std::fs::read(n.kc(k)).unwrap()).collect();
+    let kc_before: Vec<Vec<u8>> = KUBECONFIGS
+        .iter()
+        .map(|k| std::fs::read(n.kc(k)).unwrap())
+        .collect();
     let mut args = vec!["renew", "--no-restart"];
     args.extend(&names);
     let t0 = OffsetDateTime::now_utc();
@@ -126,19 +174,38 @@ fn renew_pki_leaves_by_name() {
     for nm in &names {
         check_renewed(&n, nm, &old[*nm], KeyAlg::EcP256, t0, t1);
     }
-    let kc_after: Vec<Vec<u8>> = KUBECONFIGS.iter().map(|k| std::fs::read(n.kc(k)).unwrap()).collect();
-    assert_eq!(kc_before, kc_after, "kubeconfigs changed although not named");
+    let kc_after: Vec<Vec<u8>> = KUBECONFIGS
+        .iter()
+        .map(|k| std::fs::read(n.kc(k)).unwrap())
+        .collect();
+    assert_eq!(
+        kc_before, kc_after,
+        "kubeconfigs changed although not named"
+    );
 }
 
 /// kubeadm writes PEM with LF line endings (Go's pem.Encode); so must we.
 #[test]
 fn renewed_files_use_lf_line_endings() {
     let n = Node::default_node();
-    n.run(&["renew", "apiserver", "--no-restart"]).ok();
+    n.run(&["renew", "apiserver", "admin.conf", "--no-restart"])
+        .ok();
+    let mut bad = Vec::new();
     for f in ["apiserver.crt", "apiserver.key"] {
-        let b = std::fs::read(n.pki(f)).unwrap();
-        assert!(!b.contains(&b'\r'), "{f} contains CR characters");
+        if std::fs::read(n.pki(f)).unwrap().contains(&b'\r') {
+            bad.push(f.to_string());
+        }
     }
+    for field in [
+        "client-certificate-data",
+        "client-key-data",
+        "certificate-authority-data",
+    ] {
+        if kubeconfig_field(&n.kc("admin.conf"), field).contains(&b'\r') {
+            bad.push(format!("admin.conf {field}"));
+        }
+    }
+    assert!(bad.is_empty(), "PEM with CR characters: {bad:?}");
 }
 
 #[test]
@@ -148,8 +215,15 @@ fn renew_due_follows_renew_before() {
     let out = n.run_with_config("renewBefore: 1d\n", &["renew", "due", "--no-restart"]);
     out.ok();
     t.assert_same(&n.tree(), "renew due with 3 days left and renewBefore 1d");
-    assert!(n.backups().is_empty(), "a backup was made although nothing renewed");
-    assert!(!out.stdout.contains(" renewed"), "something renewed:\n{}", out.stdout);
+    assert!(
+        n.backups().is_empty(),
+        "a backup was made although nothing renewed"
+    );
+    assert!(
+        !out.stdout.contains(" renewed"),
+        "something renewed:\n{}",
+        out.stdout
+    );
 
     let names = n.names();
     let old = before(&n, &names);
@@ -159,7 +233,11 @@ fn renew_due_follows_renew_before() {
     out.ok();
     for nm in &names {
         check_renewed(&n, nm, &old[*nm], KeyAlg::Rsa(2048), t0, t1);
-        assert!(out.stdout.contains(&format!("{} renewed", long_name(nm))), "{nm}:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(&format!("{} renewed", long_name(nm))),
+            "{nm}:\n{}",
+            out.stdout
+        );
     }
 }
 
@@ -169,12 +247,27 @@ fn renew_one_name_touches_only_it() {
     let t = n.tree();
     let out = n.run(&["renew", "apiserver", "--no-restart"]);
     out.ok();
-    assert!(out.stdout.contains("certificate for serving the Kubernetes API renewed"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("certificate for serving the Kubernetes API renewed"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(out.stdout.matches(" renewed").count(), 1, "{}", out.stdout);
-    assert!(out.stdout.contains("kube-apiserver"), "restart of kube-apiserver not named:\n{}", out.stdout);
+    assert!(
+        out.stdout.contains("kube-apiserver"),
+        "restart of kube-apiserver not named:\n{}",
+        out.stdout
+    );
     let mut d = t.diff(&n.tree());
     d.sort();
-    assert_eq!(d, vec!["etc/kubernetes/pki/apiserver.crt", "etc/kubernetes/pki/apiserver.key"]);
+    assert_eq!(
+        d,
+        vec![
+            "etc/kubernetes/pki/apiserver.crt",
+            "etc/kubernetes/pki/apiserver.key"
+        ]
+    );
 }
 
 #[test]
@@ -194,11 +287,18 @@ fn dry_run_changes_nothing_and_prints_the_plan() {
             .lines()
             .find(|l| l.split_whitespace().any(|w| w == nm))
             .unwrap_or_else(|| panic!("{nm} not in the plan:\n{}", out.stdout));
-        assert!(line.contains(&old), "{nm}: old NotAfter {old} missing: {line}");
-        assert!(news.iter().any(|d| line.contains(&format!("-> {d}"))), "{nm}: new NotAfter missing: {line}");
+        assert!(
+            line.contains(&old),
+            "{nm}: old NotAfter {old} missing: {line}"
+        );
+        assert!(
+            news.iter().any(|d| line.contains(&format!("-> {d}"))),
+            "{nm}: new NotAfter missing: {line}"
+        );
     }
     assert!(
-        out.stdout.contains("etcd, kube-apiserver, kube-controller-manager, kube-scheduler"),
+        out.stdout
+            .contains("etcd, kube-apiserver, kube-controller-manager, kube-scheduler"),
         "restarts not printed:\n{}",
         out.stdout
     );
@@ -216,7 +316,11 @@ fn a_chain_after_the_leaf_is_kept() {
     let ders = pem_ders(&std::fs::read(n.pki("apiserver.crt")).unwrap());
     assert_eq!(ders.len(), 2, "chain not kept");
     assert_ne!(ders[0], old["apiserver"].der, "leaf not renewed");
-    assert_eq!(ders[1], pem_ders(&extra)[0], "the rest of the chain changed");
+    assert_eq!(
+        ders[1],
+        pem_ders(&extra)[0],
+        "the rest of the chain changed"
+    );
     assert_verifies(&n.pki("ca.crt"), &ders[0], "apiserver with chain");
 }
 
@@ -232,11 +336,32 @@ fn exclude_is_honoured() {
     let front = n.leaf_der("front-proxy-client");
     let out = n.run(&["renew", "all", "--no-restart"]);
     out.ok();
-    assert_eq!(std::fs::read(n.pki("apiserver.crt")).unwrap(), crt, "excluded apiserver.crt renewed");
-    assert_eq!(std::fs::read(n.pki("apiserver.key")).unwrap(), key, "excluded apiserver.key renewed");
-    assert_ne!(n.leaf_der("front-proxy-client"), front, "the others were not renewed");
-    assert!(!out.stdout.contains("certificate for serving the Kubernetes API renewed"), "{}", out.stdout);
-    assert!(out.stdout.contains("apiserver is excluded"), "exclusion not reported:\n{}", out.stdout);
+    assert_eq!(
+        std::fs::read(n.pki("apiserver.crt")).unwrap(),
+        crt,
+        "excluded apiserver.crt renewed"
+    );
+    assert_eq!(
+        std::fs::read(n.pki("apiserver.key")).unwrap(),
+        key,
+        "excluded apiserver.key renewed"
+    );
+    assert_ne!(
+        n.leaf_der("front-proxy-client"),
+        front,
+        "the others were not renewed"
+    );
+    assert!(
+        !out.stdout
+            .contains("certificate for serving the Kubernetes API renewed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("apiserver is excluded"),
+        "exclusion not reported:\n{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -245,7 +370,13 @@ fn a_second_run_names_the_lock_holder() {
     let n = Node::default_node();
     let lock = n.root.join(STATE).join("lock");
     std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    let mut f = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock)
+        .unwrap();
     f.try_lock().unwrap();
     f.set_len(0).unwrap();
     write!(f, "{}", std::process::id()).unwrap();

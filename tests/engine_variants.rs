@@ -18,7 +18,9 @@ fn no_super_admin_conf() {
     let out = n.run(&["check-expiration"]);
     out.ok();
     assert!(
-        out.stdout.lines().any(|l| l.starts_with("!MISSING! super-admin.conf")),
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("!MISSING! super-admin.conf")),
         "no MISSING row:\n{}",
         out.stdout
     );
@@ -30,11 +32,16 @@ fn no_super_admin_conf() {
     let t1 = OffsetDateTime::now_utc();
     out.ok();
     assert!(
-        out.stdout.lines().any(|l| l == format!("MISSING! {}", long_name("super-admin.conf"))),
+        out.stdout
+            .lines()
+            .any(|l| l == format!("MISSING! {}", long_name("super-admin.conf"))),
         "no MISSING! line:\n{}",
         out.stdout
     );
-    assert!(!n.kc("super-admin.conf").exists(), "super-admin.conf was created");
+    assert!(
+        !n.kc("super-admin.conf").exists(),
+        "super-admin.conf was created"
+    );
     for nm in &names {
         check_renewed(&n, nm, &old[*nm], KeyAlg::Rsa(2048), t0, t1);
     }
@@ -45,7 +52,11 @@ fn external_etcd() {
     let n = Node::build(|s| s.external_etcd = true);
     let out = n.run(&["check-expiration"]);
     out.ok();
-    assert!(!out.stdout.contains("etcd"), "etcd rows on an external-etcd node:\n{}", out.stdout);
+    assert!(
+        !out.stdout.contains("etcd"),
+        "etcd rows on an external-etcd node:\n{}",
+        out.stdout
+    );
     let names = n.names();
     assert_eq!(names.len(), 7, "{names:?}");
     let old = before(&n, &names);
@@ -53,8 +64,17 @@ fn external_etcd() {
     let out = n.run(&["renew", "all", "--no-restart"]);
     let t1 = OffsetDateTime::now_utc();
     out.ok();
-    assert_eq!(out.stdout.matches(" renewed\n").count(), 7, "{}", out.stdout);
-    assert!(!out.stdout.contains("etcd"), "etcd mentioned:\n{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches(" renewed\n").count(),
+        7,
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("etcd"),
+        "etcd mentioned:\n{}",
+        out.stdout
+    );
     for nm in &names {
         check_renewed(&n, nm, &old[*nm], KeyAlg::Rsa(2048), t0, t1);
     }
@@ -67,9 +87,18 @@ fn expired_ca_is_refused() {
     // check-expiration still reports, with exit 0, as kubeadm does.
     let out = n.run(&["check-expiration"]);
     out.ok();
-    assert!(out.stdout.lines().any(|l| l.starts_with("ca ") && l.contains("<invalid>")), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("ca ") && l.contains("<invalid>")),
+        "{}",
+        out.stdout
+    );
     let t = n.tree();
-    for args in [&["renew", "all", "--no-restart"][..], &["renew", "apiserver", "--no-restart"][..]] {
+    for args in [
+        &["renew", "all", "--no-restart"][..],
+        &["renew", "apiserver", "--no-restart"][..],
+    ] {
         let out = n.run(args);
         out.assert_code(1);
         let errs = out.error_lines();
@@ -77,7 +106,11 @@ fn expired_ca_is_refused() {
         for e in &errs {
             assert!(e.contains("expired"), "unclear error for {args:?}: {e}");
         }
-        assert!(errs.iter().any(|e| e.contains("apiserver") && e.contains("ca")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("apiserver") && e.contains("ca")),
+            "{errs:?}"
+        );
         t.assert_same(&n.tree(), "renew with an expired CA");
         assert!(n.backups().is_empty(), "a backup was made");
         assert!(!out.stdout.contains(" renewed"), "{}", out.stdout);
@@ -90,18 +123,29 @@ fn new_leaf_is_clamped_to_a_ca_expiring_first() {
     let ca_not_after = facts(&pem_ders(&std::fs::read(n.pki("ca.crt")).unwrap())[0]).not_after;
     let dry = n.run(&["renew", "apiserver", "--dry-run"]);
     dry.ok();
-    assert!(dry.stdout.contains("clamped"), "dry run does not say it clamps:\n{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("clamped"),
+        "dry run does not say it clamps:\n{}",
+        dry.stdout
+    );
     let out = n.run(&["renew", "apiserver", "--no-restart"]);
     out.ok();
     let w = facts(&n.leaf_der("apiserver"));
-    assert_eq!(w.not_after, ca_not_after, "NotAfter not clamped to the CA's");
+    assert_eq!(
+        w.not_after, ca_not_after,
+        "NotAfter not clamped to the CA's"
+    );
     assert!(
         out.stderr.to_lowercase().contains("clamp") || out.stdout.to_lowercase().contains("clamp"),
         "no warning about the clamp:\n{}\n{}",
         out.stdout,
         out.stderr
     );
-    assert_verifies(&n.pki("ca.crt"), &n.leaf_der("apiserver"), "clamped apiserver");
+    assert_verifies(
+        &n.pki("ca.crt"),
+        &n.leaf_der("apiserver"),
+        "clamped apiserver",
+    );
 }
 
 #[test]
@@ -119,7 +163,14 @@ fn check_expiration_json() {
     assert_eq!(got, want, "names, sorted");
     for c in certs {
         let name = c["name"].as_str().unwrap();
-        for field in ["expirationDate", "residualTime", "externallyManaged", "missing", "path", "status"] {
+        for field in [
+            "expirationDate",
+            "residualTime",
+            "externallyManaged",
+            "missing",
+            "path",
+            "status",
+        ] {
             assert!(c.get(field).is_some(), "{name}: no {field}");
         }
         assert_eq!(c["externallyManaged"], false, "{name}");
@@ -129,9 +180,20 @@ fn check_expiration_json() {
             assert_eq!(c["status"], "missing");
             continue;
         }
-        assert_eq!(c["caName"], if ca_of(name) == "etcd/ca" { "etcd-ca" } else { ca_of(name) }, "{name}");
+        assert_eq!(
+            c["caName"],
+            if ca_of(name) == "etcd/ca" {
+                "etcd-ca"
+            } else {
+                ca_of(name)
+            },
+            "{name}"
+        );
         assert_eq!(c["missing"], false, "{name}");
-        assert_eq!(c["status"], "due", "{name}: 3 days left with renewBefore 30d");
+        assert_eq!(
+            c["status"], "due",
+            "{name}: 3 days left with renewBefore 30d"
+        );
         let path = c["path"].as_str().unwrap();
         let file = match PKI_LEAVES.iter().find(|(x, _, _)| *x == name) {
             Some((_, base, _)) => format!("{base}.crt"),
@@ -141,9 +203,13 @@ fn check_expiration_json() {
         let na = facts(&n.leaf_der(name)).not_after;
         let residual = c["residualTime"].as_i64().unwrap();
         let expect = (na - now).whole_seconds();
-        assert!((expect - 120..=expect).contains(&residual), "{name}: residualTime {residual}, expected about {expect}");
+        assert!(
+            (expect - 120..=expect).contains(&residual),
+            "{name}: residualTime {residual}, expected about {expect}"
+        );
         let date = c["expirationDate"].as_str().unwrap();
-        let parsed = OffsetDateTime::parse(date, &time::format_description::well_known::Rfc3339).unwrap();
+        let parsed =
+            OffsetDateTime::parse(date, &time::format_description::well_known::Rfc3339).unwrap();
         assert_eq!(parsed, na, "{name}: expirationDate");
     }
     let cas = v["certificateAuthorities"].as_array().unwrap();
@@ -158,8 +224,18 @@ fn check_expiration_json() {
 // ---- A node built by the openssl CLI, independently of the project's own builder ----
 
 fn sh(dir: &Path, script: &str) {
-    let o = std::process::Command::new("bash").arg("-euc").arg(script).current_dir(dir).output().unwrap();
-    assert!(o.status.success(), "{script}\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let o = std::process::Command::new("bash")
+        .arg("-euc")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{script}\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// CAs with PKCS#8 keys; leaves with PKCS#1, PKCS#8 and SEC1 keys, 3 days left, unsorted DNS
@@ -241,8 +317,18 @@ fn openssl_built_node_pki() {
     let n = openssl_node();
     let out = n.run(&["check-expiration"]);
     out.ok();
-    for nm in ["controller-manager.conf", "scheduler.conf", "super-admin.conf"] {
-        assert!(out.stdout.lines().any(|l| l.starts_with(&format!("!MISSING! {nm}"))), "{nm}:\n{}", out.stdout);
+    for nm in [
+        "controller-manager.conf",
+        "scheduler.conf",
+        "super-admin.conf",
+    ] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("!MISSING! {nm}"))),
+            "{nm}:\n{}",
+            out.stdout
+        );
     }
     let names: Vec<&str> = PKI_LEAVES.iter().map(|(x, _, _)| *x).collect();
     let old = before(&n, &names);
@@ -256,8 +342,14 @@ fn openssl_built_node_pki() {
     }
     // The PEM form of each old key is kept: PKCS#1, PKCS#8, SEC1.
     assert_eq!(pem_label(&n.key_pem("apiserver")), "RSA PRIVATE KEY");
-    assert_eq!(pem_label(&n.key_pem("apiserver-kubelet-client")), "PRIVATE KEY");
-    assert_eq!(pem_label(&n.key_pem("front-proxy-client")), "EC PRIVATE KEY");
+    assert_eq!(
+        pem_label(&n.key_pem("apiserver-kubelet-client")),
+        "PRIVATE KEY"
+    );
+    assert_eq!(
+        pem_label(&n.key_pem("front-proxy-client")),
+        "EC PRIVATE KEY"
+    );
 }
 
 #[test]
@@ -271,8 +363,16 @@ fn openssl_built_node_renew_all() {
     let out = n.run(&["renew", "all", "--no-restart"]);
     let t1 = OffsetDateTime::now_utc();
     out.ok();
-    for nm in ["controller-manager.conf", "scheduler.conf", "super-admin.conf"] {
-        assert!(out.stdout.contains(&format!("MISSING! {}", long_name(nm))), "{nm}:\n{}", out.stdout);
+    for nm in [
+        "controller-manager.conf",
+        "scheduler.conf",
+        "super-admin.conf",
+    ] {
+        assert!(
+            out.stdout.contains(&format!("MISSING! {}", long_name(nm))),
+            "{nm}:\n{}",
+            out.stdout
+        );
     }
     for nm in &names {
         check_renewed(&n, nm, &old[*nm], alg_of(nm), t0, t1);

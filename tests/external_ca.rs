@@ -12,8 +12,14 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
 /// Names signed by `ca`.
-const CA_SIGNED: [&str; 6] =
-    ["admin.conf", "apiserver", "apiserver-kubelet-client", "controller-manager.conf", "scheduler.conf", "super-admin.conf"];
+const CA_SIGNED: [&str; 6] = [
+    "admin.conf",
+    "apiserver",
+    "apiserver-kubelet-client",
+    "controller-manager.conf",
+    "scheduler.conf",
+    "super-admin.conf",
+];
 
 /// A default node whose ca.key was moved outside the root; returns the saved (crt, key).
 fn external_node() -> (Node, PathBuf, PathBuf) {
@@ -32,9 +38,15 @@ fn check_expiration_marks_external_rows() {
     let mut seen = 0;
     for l in out.stdout.lines() {
         let w: Vec<&str> = l.split_whitespace().collect();
-        let (Some(first), Some(last)) = (w.first(), w.last()) else { continue };
+        let (Some(first), Some(last)) = (w.first(), w.last()) else {
+            continue;
+        };
         if let Some((name, _)) = LONG_NAMES.iter().find(|(x, _)| x == first) {
-            let want = if CA_SIGNED.contains(name) { "yes" } else { "no" };
+            let want = if CA_SIGNED.contains(name) {
+                "yes"
+            } else {
+                "no"
+            };
             assert_eq!(*last, want, "{name}: {l}");
             seen += 1;
         }
@@ -50,13 +62,21 @@ fn check_expiration_marks_external_rows() {
 fn renew_all_skips_the_external_cas_leaves() {
     let (n, _, _) = external_node();
     let t = n.tree();
-    let others: Vec<&str> = PKI_LEAVES.iter().map(|(x, _, _)| *x).filter(|x| !CA_SIGNED.contains(x)).collect();
+    let others: Vec<&str> = PKI_LEAVES
+        .iter()
+        .map(|(x, _, _)| *x)
+        .filter(|x| !CA_SIGNED.contains(x))
+        .collect();
     let old: Vec<Vec<u8>> = others.iter().map(|x| n.leaf_der(x)).collect();
     let out = n.run(&["renew", "all", "--no-restart"]);
     out.ok();
     for nm in CA_SIGNED {
         let line = format!("Detected external ca, {} can't be renewed", long_name(nm));
-        assert!(out.stdout.lines().any(|l| l == line), "missing {line:?}:\n{}", out.stdout);
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "missing {line:?}:\n{}",
+            out.stdout
+        );
     }
     let after = n.tree();
     for c in t.diff(&after) {
@@ -81,8 +101,23 @@ fn foreign_apiserver(n: &Node) {
     let (ca, cakey) = openssl_ca(&d, "other-ca", "kubernetes");
     let key = n.pki("apiserver.key");
     let csr = d.join("apiserver.csr");
-    openssl_ok(&["genrsa", "-traditional", "-out", key.to_str().unwrap(), "2048"]);
-    openssl_ok(&["req", "-new", "-key", key.to_str().unwrap(), "-subj", "/CN=kube-apiserver", "-out", csr.to_str().unwrap()]);
+    openssl_ok(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        key.to_str().unwrap(),
+        "2048",
+    ]);
+    openssl_ok(&[
+        "req",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        "/CN=kube-apiserver",
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
     openssl_sign(&csr, &ca, &cakey, "serverAuth", &n.pki("apiserver.crt"));
 }
 
@@ -90,24 +125,48 @@ fn foreign_apiserver(n: &Node) {
 fn a_leaf_from_another_ca_is_never_overwritten() {
     let n = Node::default_node();
     foreign_apiserver(&n);
-    let (crt, key) = (std::fs::read(n.pki("apiserver.crt")).unwrap(), std::fs::read(n.pki("apiserver.key")).unwrap());
+    let (crt, key) = (
+        std::fs::read(n.pki("apiserver.crt")).unwrap(),
+        std::fs::read(n.pki("apiserver.key")).unwrap(),
+    );
     let front = n.leaf_der("front-proxy-client");
     let mut args = vec!["renew", "--no-restart"];
     args.extend(PKI_LEAVES.iter().map(|(x, _, _)| *x));
     let out = n.run(&args);
     assert!(
-        out.stdout.contains("apiserver is not signed by ca") || out.stderr.contains("apiserver is not signed by ca"),
+        out.stdout.contains("apiserver is not signed by ca")
+            || out.stderr.contains("apiserver is not signed by ca"),
         "not reported:\n{}\n{}",
         out.stdout,
         out.stderr
     );
-    assert_eq!(std::fs::read(n.pki("apiserver.crt")).unwrap(), crt, "apiserver.crt overwritten");
-    assert_eq!(std::fs::read(n.pki("apiserver.key")).unwrap(), key, "apiserver.key overwritten");
-    assert_ne!(n.leaf_der("front-proxy-client"), front, "the other leaves were not renewed");
+    assert_eq!(
+        std::fs::read(n.pki("apiserver.crt")).unwrap(),
+        crt,
+        "apiserver.crt overwritten"
+    );
+    assert_eq!(
+        std::fs::read(n.pki("apiserver.key")).unwrap(),
+        key,
+        "apiserver.key overwritten"
+    );
+    assert_ne!(
+        n.leaf_der("front-proxy-client"),
+        front,
+        "the other leaves were not renewed"
+    );
     // And with `all`, whatever else happens, it stays.
     n.run(&["renew", "all", "--no-restart"]);
-    assert_eq!(std::fs::read(n.pki("apiserver.crt")).unwrap(), crt, "apiserver.crt overwritten by renew all");
-    assert_eq!(std::fs::read(n.pki("apiserver.key")).unwrap(), key, "apiserver.key overwritten by renew all");
+    assert_eq!(
+        std::fs::read(n.pki("apiserver.crt")).unwrap(),
+        crt,
+        "apiserver.crt overwritten by renew all"
+    );
+    assert_eq!(
+        std::fs::read(n.pki("apiserver.key")).unwrap(),
+        key,
+        "apiserver.key overwritten by renew all"
+    );
 }
 
 fn csr_sans(der: &[u8]) -> (Vec<u8>, Vec<String>, Vec<Vec<u8>>) {
@@ -126,7 +185,11 @@ fn csr_sans(der: &[u8]) -> (Vec<u8>, Vec<String>, Vec<Vec<u8>>) {
             }
         }
     }
-    (req.certification_request_info.subject.as_raw().to_vec(), dns, ips)
+    (
+        req.certification_request_info.subject.as_raw().to_vec(),
+        dns,
+        ips,
+    )
 }
 
 fn s(p: &Path) -> &str {
@@ -145,8 +208,20 @@ fn csr_only(n: &Node, d: &Path, name: &str) {
     assert_eq!(mode(&key), 0o600, "key mode");
     let verified = openssl_ok(&["req", "-in", s(&csr), "-noout", "-text", "-verify"]);
     assert!(verified.contains("verify OK"), "{verified}");
-    let req_subject = openssl_ok(&["req", "-in", s(&csr), "-noout", "-subject", "-nameopt", "RFC2253"]);
-    assert_eq!(req_subject.trim(), openssl_subject(&n.leaf_der(name)), "CSR subject");
+    let req_subject = openssl_ok(&[
+        "req",
+        "-in",
+        s(&csr),
+        "-noout",
+        "-subject",
+        "-nameopt",
+        "RFC2253",
+    ]);
+    assert_eq!(
+        req_subject.trim(),
+        openssl_subject(&n.leaf_der(name)),
+        "CSR subject"
+    );
     let (subj, dns, ips) = csr_sans(&pem_ders(&std::fs::read(&csr).unwrap())[0]);
     let cert = facts(&n.leaf_der(name));
     assert_eq!(subj, cert.subject_raw, "CSR subject bytes");
@@ -154,7 +229,11 @@ fn csr_only(n: &Node, d: &Path, name: &str) {
     assert_eq!(ips, cert.ips, "CSR IP SANs");
     let keypem = std::fs::read(&key).unwrap();
     assert_eq!(pem_label(&keypem), "RSA PRIVATE KEY");
-    assert_eq!(openssl_pubkey_of_key(&keypem), openssl_ok(&["req", "-in", s(&csr), "-noout", "-pubkey"]), "CSR key");
+    assert_eq!(
+        openssl_pubkey_of_key(&keypem),
+        openssl_ok(&["req", "-in", s(&csr), "-noout", "-pubkey"]),
+        "CSR key"
+    );
     assert_ne!(keypem, n.key_pem(name), "the CSR reuses the live key");
 }
 
@@ -163,7 +242,10 @@ fn csr_only_carries_subject_and_sans() {
     let (n, _, _) = external_node();
     let d = n.outside("csr");
     csr_only(&n, &d, "apiserver");
-    let mut files: Vec<String> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut files: Vec<String> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     files.sort();
     assert_eq!(files, vec!["apiserver.csr", "apiserver.key"]);
 }
@@ -174,7 +256,10 @@ fn csr_only_in_the_default_dir_never_overwrites_the_live_key() {
     let t = n.tree();
     let _ = n.run(&["renew", "--csr-only", "apiserver"]);
     for f in ["apiserver.crt", "apiserver.key"] {
-        let (a, b) = (&t.0[&format!("etc/kubernetes/pki/{f}")], n.tree().0[&format!("etc/kubernetes/pki/{f}")].clone());
+        let (a, b) = (
+            &t.0[&format!("etc/kubernetes/pki/{f}")],
+            n.tree().0[&format!("etc/kubernetes/pki/{f}")].clone(),
+        );
         assert_eq!(a, &b, "{f} changed");
     }
 }
@@ -187,23 +272,54 @@ fn csr_then_install_signed() {
     csr_only(&n, &d, name);
     let t = n.tree();
     let signed = d.join(format!("{name}.crt"));
-    openssl_sign(&d.join(format!("{name}.csr")), &ca, &cakey, "clientAuth", &signed);
+    openssl_sign(
+        &d.join(format!("{name}.csr")),
+        &ca,
+        &cakey,
+        "clientAuth",
+        &signed,
+    );
     let out = n.run(&["install-signed", "--no-restart", "--csr-dir", s(&d)]);
     out.ok();
-    assert!(out.stdout.contains(&format!("{} installed", long_name(name))), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains(&format!("{} installed", long_name(name))),
+        "{}",
+        out.stdout
+    );
     let crt = n.pki(&format!("{name}.crt"));
-    assert_eq!(pem_ders(&std::fs::read(&crt).unwrap()), pem_ders(&std::fs::read(&signed).unwrap()), "installed cert");
-    assert_eq!(n.key_pem(name), std::fs::read(d.join(format!("{name}.key"))).unwrap(), "installed key");
+    assert_eq!(
+        pem_ders(&std::fs::read(&crt).unwrap()),
+        pem_ders(&std::fs::read(&signed).unwrap()),
+        "installed cert"
+    );
+    assert_eq!(
+        n.key_pem(name),
+        std::fs::read(d.join(format!("{name}.key"))).unwrap(),
+        "installed key"
+    );
     assert_eq!(mode(&crt), 0o644);
     assert_eq!(mode(&n.pki(&format!("{name}.key"))), 0o600);
     assert_verifies(&n.pki("ca.crt"), &n.leaf_der(name), name);
     let mut d2 = t.diff(&n.tree());
     d2.sort();
-    assert_eq!(d2, vec![format!("etc/kubernetes/pki/{name}.crt"), format!("etc/kubernetes/pki/{name}.key")]);
+    assert_eq!(
+        d2,
+        vec![
+            format!("etc/kubernetes/pki/{name}.crt"),
+            format!("etc/kubernetes/pki/{name}.key")
+        ]
+    );
     let b = n.backups();
     assert_eq!(b.len(), 1, "no backup");
-    let Entry::File { bytes, .. } = &t.0[&format!("etc/kubernetes/pki/{name}.crt")] else { panic!() };
-    assert_eq!(&std::fs::read(b[0].join(format!("etc/kubernetes/pki/{name}.crt"))).unwrap(), bytes, "backup");
+    let Entry::File { bytes, .. } = &t.0[&format!("etc/kubernetes/pki/{name}.crt")] else {
+        panic!()
+    };
+    assert_eq!(
+        &std::fs::read(b[0].join(format!("etc/kubernetes/pki/{name}.crt"))).unwrap(),
+        bytes,
+        "backup"
+    );
 }
 
 #[test]
@@ -213,10 +329,31 @@ fn csr_then_install_signed_into_a_kubeconfig() {
     csr_only(&n, &d, "admin.conf");
     let old_text = std::fs::read_to_string(n.kc("admin.conf")).unwrap();
     let signed = d.join("admin.conf.crt");
-    openssl_sign(&d.join("admin.conf.csr"), &ca, &cakey, "clientAuth", &signed);
-    n.run(&["install-signed", "--no-restart", "--csr-dir", s(&d), "admin.conf"]).ok();
-    assert_eq!(n.leaf_der("admin.conf"), pem_ders(&std::fs::read(&signed).unwrap())[0], "embedded cert");
-    assert_eq!(n.key_pem("admin.conf"), std::fs::read(d.join("admin.conf.key")).unwrap(), "embedded key");
+    openssl_sign(
+        &d.join("admin.conf.csr"),
+        &ca,
+        &cakey,
+        "clientAuth",
+        &signed,
+    );
+    n.run(&[
+        "install-signed",
+        "--no-restart",
+        "--csr-dir",
+        s(&d),
+        "admin.conf",
+    ])
+    .ok();
+    assert_eq!(
+        n.leaf_der("admin.conf"),
+        pem_ders(&std::fs::read(&signed).unwrap())[0],
+        "embedded cert"
+    );
+    assert_eq!(
+        n.key_pem("admin.conf"),
+        std::fs::read(d.join("admin.conf.key")).unwrap(),
+        "embedded key"
+    );
     common::checks::check_kubeconfig_text(&n, "admin.conf", &old_text);
 }
 
@@ -226,7 +363,11 @@ fn install_signed_refuses_bad_certificates() {
     let d = n.outside("csr");
     let name = "apiserver-kubelet-client";
     csr_only(&n, &d, name);
-    let (csr, key, crt) = (d.join(format!("{name}.csr")), d.join(format!("{name}.key")), d.join(format!("{name}.crt")));
+    let (csr, key, crt) = (
+        d.join(format!("{name}.csr")),
+        d.join(format!("{name}.key")),
+        d.join(format!("{name}.crt")),
+    );
     let subj = "/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet-client";
     let other = n.outside("other");
     std::fs::create_dir_all(&other).unwrap();
@@ -236,13 +377,31 @@ fn install_signed_refuses_bad_certificates() {
     let k2 = other.join("k2.key");
     let csr2 = other.join("k2.csr");
     openssl_ok(&["genrsa", "-traditional", "-out", s(&k2), "2048"]);
-    openssl_ok(&["req", "-new", "-key", s(&k2), "-subj", subj, "-out", s(&csr2)]);
+    openssl_ok(&[
+        "req",
+        "-new",
+        "-key",
+        s(&k2),
+        "-subj",
+        subj,
+        "-out",
+        s(&csr2),
+    ]);
     openssl_sign(&csr2, &ca, &cakey, "clientAuth", &crt);
     let wrong_key = n.run(&["install-signed", "--no-restart", "--csr-dir", s(&d)]);
 
     // 2. The right key, the wrong subject.
     let csr3 = other.join("k3.csr");
-    openssl_ok(&["req", "-new", "-key", s(&key), "-subj", "/O=kubeadm:cluster-admins/CN=someone-else", "-out", s(&csr3)]);
+    openssl_ok(&[
+        "req",
+        "-new",
+        "-key",
+        s(&key),
+        "-subj",
+        "/O=kubeadm:cluster-admins/CN=someone-else",
+        "-out",
+        s(&csr3),
+    ]);
     openssl_sign(&csr3, &ca, &cakey, "clientAuth", &crt);
     let wrong_subject = n.run(&["install-signed", "--no-restart", "--csr-dir", s(&d)]);
 
@@ -251,13 +410,28 @@ fn install_signed_refuses_bad_certificates() {
     openssl_sign(&csr, &oca, &ocakey, "clientAuth", &crt);
     let wrong_ca = n.run(&["install-signed", "--no-restart", "--csr-dir", s(&d)]);
 
-    for (what, out) in [("wrong key", &wrong_key), ("wrong subject", &wrong_subject), ("other CA", &wrong_ca)] {
+    for (what, out) in [
+        ("wrong key", &wrong_key),
+        ("wrong subject", &wrong_subject),
+        ("other CA", &wrong_ca),
+    ] {
         out.assert_code(1);
         out.assert_one_error(&[&format!("{name}.crt")]);
         assert!(!out.stdout.contains("installed"), "{what}: {}", out.stdout);
     }
-    assert!(wrong_key.error_lines()[0].contains("key"), "{:?}", wrong_key.error_lines());
-    assert!(wrong_subject.error_lines()[0].contains("subject"), "{:?}", wrong_subject.error_lines());
+    assert!(
+        wrong_key.error_lines()[0].contains("key"),
+        "{:?}",
+        wrong_key.error_lines()
+    );
+    assert!(
+        wrong_subject.error_lines()[0].contains("subject"),
+        "{:?}",
+        wrong_subject.error_lines()
+    );
     t.assert_same(&n.tree(), "refused install-signed");
-    assert!(n.backups().is_empty(), "a backup was made for a refused install");
+    assert!(
+        n.backups().is_empty(),
+        "a backup was made for a refused install"
+    );
 }
