@@ -184,7 +184,8 @@ fn renew_pki_leaves_by_name() {
     );
 }
 
-/// kubeadm writes PEM with LF line endings (Go's pem.Encode); so must we.
+/// kubeadm writes PEM with LF line endings (Go's pem.Encode), and the kubeconfig's CA data
+/// is ca.crt as on disk; so must we.
 #[test]
 fn renewed_files_use_lf_line_endings() {
     let n = Node::default_node();
@@ -196,6 +197,11 @@ fn renewed_files_use_lf_line_endings() {
             bad.push(f.to_string());
         }
     }
+    if kubeconfig_field(&n.kc("admin.conf"), "certificate-authority-data")
+        != std::fs::read(n.pki("ca.crt")).unwrap()
+    {
+        bad.push("admin.conf certificate-authority-data is not ca.crt byte for byte".into());
+    }
     for field in [
         "client-certificate-data",
         "client-key-data",
@@ -205,7 +211,10 @@ fn renewed_files_use_lf_line_endings() {
             bad.push(format!("admin.conf {field}"));
         }
     }
-    assert!(bad.is_empty(), "PEM with CR characters: {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "not kubeadm's PEM text (CR characters): {bad:?}"
+    );
 }
 
 #[test]
@@ -388,4 +397,21 @@ fn a_second_run_names_the_lock_holder() {
     t.assert_same(&n.tree(), "renew while locked");
     drop(f); // release
     n.run(&["renew", "apiserver", "--no-restart"]).ok();
+}
+
+#[test]
+fn certificate_validity_is_honoured() {
+    let n = Node::default_node();
+    let t0 = OffsetDateTime::now_utc();
+    n.run_with_config(
+        "certificateValidity: 30d\n",
+        &["renew", "front-proxy-client", "--no-restart"],
+    )
+    .ok();
+    let t1 = OffsetDateTime::now_utc();
+    let na = facts(&n.leaf_der("front-proxy-client")).not_after;
+    assert!(
+        na >= t0.replace_nanosecond(0).unwrap() + 30 * DAY && na <= t1 + 30 * DAY,
+        "NotAfter {na} is not now+30d"
+    );
 }

@@ -177,9 +177,6 @@ pub fn check_kubeconfig_text(n: &Node, name: &str, old_text: &str) {
         pem_ders(&ca_file),
         "{name}: certificate-authority-data is not the CA in ca.crt"
     );
-    assert!(
-        ca_data == ca_file,
-        "{name}: certificate-authority-data holds ca.crt's certificate but not ca.crt's bytes (CR in it: {})",
-        ca_data.contains(&b'\r')
-    );
+    // Byte equality (same PEM text as ca.crt) is checked by
+    // engine_renew::renewed_files_use_lf_line_endings, so that the other checks still run.
 }
