@@ -1,0 +1,471 @@
+//! Crash at every step (issue 6 item 2): run the binary with a failpoint, wait until it sits
+//! at the point, SIGKILL it (or let the `panic` action abort it), then run `recover` or start
+//! the daemon again, and check the node: manifests back byte-identical, every pair matching
+//! and chaining to its CA, every kubeconfig parsing with a matching pair, no temp file, and
+//! the material from before the change in the backup.
+//!
+//! Run with `cargo test --features failpoints --test crash`. Failpoints use `delay`, a busy
+//! wait, so that the test can tell from CPU time that the process sits at the point.
+#![cfg(feature = "failpoints")]
+
+mod crash_support;
+#[path = "support/openssl_node.rs"]
+#[allow(dead_code)]
+mod openssl_node;
+
+use crash_support::*;
+use std::time::SystemTime;
+
+const SPIN: &str = "delay(60000)";
+
+fn fp(point: &str, action: &str) -> String {
+    format!("{point}={action}")
+}
+
+/// The journal's entries as (node-relative target, node-relative staged) pairs.
+fn journal(n: &Node) -> Option<Vec<(String, String)>> {
+    let bytes = std::fs::read(n.p(JOURNAL)).ok()?;
+    let j: serde_json::Value = serde_json::from_slice(&bytes).expect("journal JSON");
+    let rel = |v: &serde_json::Value| v.as_str().expect("path").trim_start_matches('/').to_string();
+    Some(
+        j["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| (rel(&e["target"]), rel(&e["staged"])))
+            .collect(),
+    )
+}
+
+/// The journal exists and the first entry whose target ends with `suffix` is renamed.
+fn committed_first(n: &Node, suffix: &str) -> bool {
+    journal(n).is_some_and(|j| {
+        j.iter()
+            .find(|(t, _)| t.ends_with(suffix))
+            .is_some_and(|(_, s)| !n.p(s).exists())
+    })
+}
+
+/// The first backup holds every file of `files` with its pre-run bytes.
+fn backed_up(n: &Node, files: &[String]) -> bool {
+    n.backups().first().is_some_and(|b| {
+        files
+            .iter()
+            .all(|f| std::fs::read(b.join(f)).ok().as_ref() == n.pre.get(f))
+    })
+}
+
+/// A node with its stand-in kubelet running.
+fn live_node() -> Node {
+    let mut n = Node::new();
+    n.start_kubelet();
+    n
+}
+
+/// `recover`, then every check; returns the outcome.
+fn recover_and_check(n: &Node, changed: &[String], past_backup: bool) -> Outcome {
+    let r = n.run(&["recover"]);
+    r.assert_ok("recover");
+    assert_node_sound(n, changed, past_backup);
+    let o = outcome(n, changed, &r.stdout);
+    eprintln!("outcome: {o}\nrecover said:\n{}", r.stdout);
+    o
+}
+
+/// `renew all` stopped at `point` (SIGKILL once `evidence` holds), then `recover`.
+fn renew_crash(point: &str, evidence: impl FnMut(&Node) -> bool, past_backup: bool) -> Outcome {
+    let n = live_node();
+    let spec = point.to_string();
+    let mut run = n.spawn(&["renew", "all"], Some(&spec));
+    let mut evidence = evidence;
+    run.wait_at_point(point, || evidence(&n));
+    run.sigkill();
+    let o = recover_and_check(&n, &renew_all_files(), past_backup);
+    assert_all_running(&n);
+    o
+}
+
+#[test]
+fn after_backup() {
+    let files = renew_all_files();
+    let o = renew_crash(
+        &fp("renew::after-backup", SPIN),
+        |n| backed_up(n, &files) && n.staged_files().is_empty(),
+        true,
+    );
+    assert_eq!(o, Outcome::Untouched);
+}
+
+#[test]
+fn after_stage() {
+    let o = renew_crash(
+        &fp("renew::after-stage", SPIN),
+        |n| journal(n).is_some(),
+        true,
+    );
+    assert_eq!(o, Outcome::RolledForward);
+}
+
+#[test]
+fn between_key_and_cert() {
+    let o = renew_crash(
+        &fp("renew::between-key-and-cert", SPIN),
+        |n| committed_first(n, ".key"),
+        true,
+    );
+    assert_eq!(o, Outcome::RolledForward);
+}
+
+#[test]
+fn after_kubeconfig_rename() {
+    let o = renew_crash(
+        &fp("renew::mid-kubeconfig", SPIN),
+        |n| committed_first(n, ".conf"),
+        true,
+    );
+    assert_eq!(o, Outcome::RolledForward);
+}
+
+#[test]
+fn mid_commit() {
+    let o = renew_crash(
+        &fp("renew::mid-commit", SPIN),
+        |n| committed_first(n, ""),
+        true,
+    );
+    assert_eq!(o, Outcome::RolledForward);
+}
+
+/// Staged writes of `renew all`: 20 backup copies, then admin.conf, the apiserver,
+/// apiserver-etcd-client and apiserver-kubelet-client pairs (handler order), then
+/// controller-manager.conf: skipping 27 hits stops half-way through controller-manager.conf.
+const MID_CM_CONF: &str = "atomic::mid-write=27*off->delay(60000)";
+const CM_CONF_STAGED: &str = "etc/kubernetes/.controller-manager.conf.kubeadm-certd-new";
+
+#[test]
+fn mid_kubeconfig_write() {
+    let o = renew_crash(MID_CM_CONF, |n| n.p(CM_CONF_STAGED).exists(), true);
+    assert_eq!(o, Outcome::RolledBack);
+}
+
+/// `renew all` stopped in the restarts that follow it.
+fn restart_crash(point: &str, evidence: impl FnMut(&Node) -> bool) -> Outcome {
+    renew_crash(point, evidence, true)
+}
+
+fn parked(n: &Node, component: &str) -> bool {
+    n.p(&format!("{PARKING}/{component}.yaml")).exists()
+}
+
+#[test]
+fn after_park() {
+    // The second component: etcd has restarted, the API server is parked.
+    let o = restart_crash(&fp("restart::after-park", "1*off->delay(60000)"), |n| {
+        parked(n, "kube-apiserver")
+    });
+    assert_eq!(o, Outcome::Recovered);
+}
+
+#[test]
+fn during_hold() {
+    // Spinning proves the hold (a sleep) has ended: the process is past it, at the point.
+    let o = restart_crash(&fp("restart::during-hold", SPIN), |n| parked(n, "etcd"));
+    assert_eq!(o, Outcome::Recovered);
+}
+
+#[test]
+fn after_unpark() {
+    let mut seen_parked = false;
+    let o = restart_crash(&fp("restart::after-unpark", SPIN), move |n| {
+        seen_parked |= parked(n, "etcd");
+        seen_parked && !parked(n, "etcd") && n.p(&format!("{MANIFESTS}/etcd.yaml")).exists()
+    });
+    assert_eq!(o, Outcome::Recovered);
+}
+
+/// `renew all` aborted by a panic at `point`, then `recover`.
+fn panic_crash(point: &str) -> Outcome {
+    let n = live_node();
+    let d = n
+        .spawn(&["renew", "all"], Some(&fp(point, "panic")))
+        .finish();
+    assert!(!d.status.success(), "{point}: no panic\n{}", d.stderr);
+    assert!(
+        d.stderr.contains(&format!("failpoint {point} panic")),
+        "{point}: did not panic at the point\n{}",
+        d.stderr
+    );
+    let o = recover_and_check(&n, &renew_all_files(), true);
+    assert_all_running(&n);
+    o
+}
+
+#[test]
+fn panic_between_key_and_cert() {
+    assert_eq!(
+        panic_crash("renew::between-key-and-cert"),
+        Outcome::RolledForward
+    );
+}
+
+#[test]
+fn panic_during_hold() {
+    assert_eq!(panic_crash("restart::during-hold"), Outcome::Recovered);
+}
+
+/// A node with `apiserver.key` and `.csr` from `renew --csr-only`, and `apiserver.crt` signed
+/// by the node's CA with openssl, in `<root>/csr`.
+fn signed_node() -> Node {
+    let mut n = Node::new();
+    let csr = n.p("csr");
+    let dir = csr.to_str().expect("utf-8").to_string();
+    n.run(&["renew", "--csr-only", "--csr-dir", &dir, "apiserver"])
+        .assert_ok("renew --csr-only");
+    let ext = n.p("csr/ext.cnf");
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    let s = |rel: &str| n.p(rel).to_str().expect("utf-8").to_string();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &s("csr/apiserver.csr"),
+        "-CA",
+        &s(&format!("{PKI}/ca.crt")),
+        "-CAkey",
+        &s(&format!("{PKI}/ca.key")),
+        "-set_serial",
+        "0x1d2c3b4a59687766",
+        "-days",
+        "365",
+        "-copy_extensions",
+        "copyall",
+        "-extfile",
+        &s("csr/ext.cnf"),
+        "-out",
+        &s("csr/apiserver.crt"),
+    ]);
+    n.pre = n.snapshot();
+    n.start_kubelet();
+    n
+}
+
+fn apiserver_files() -> Vec<String> {
+    vec![format!("{PKI}/apiserver.key"), format!("{PKI}/apiserver.crt")]
+}
+
+/// `install-signed` stopped at `point`, then `recover`.
+fn install_crash(point: &str, evidence: impl Fn(&Node, u32) -> bool, past_backup: bool) -> Node {
+    let n = signed_node();
+    let dir = n.p("csr").to_str().expect("utf-8").to_string();
+    let mut run = n.spawn(&["install-signed", "--csr-dir", &dir, "apiserver"], Some(point));
+    let pid = run.pid();
+    run.wait_at_point(point, || evidence(&n, pid));
+    run.sigkill();
+    let o = recover_and_check(&n, &apiserver_files(), past_backup);
+    eprintln!("install-signed at {point}: {o}");
+    assert_all_running(&n);
+    n
+}
+
+#[test]
+fn install_signed_before_commit() {
+    let point = fp("install-signed::before-commit", SPIN);
+    let n = install_crash(
+        &point,
+        |n, pid| {
+            // It holds the lock (so its recovery is done) and has written nothing.
+            std::fs::read_to_string(n.p(&format!("{STATE}/lock")))
+                .is_ok_and(|p| p.trim() == pid.to_string())
+        },
+        false,
+    );
+    assert_eq!(
+        outcome(&n, &apiserver_files(), ""),
+        Outcome::Untouched
+    );
+    assert!(n.backups().is_empty(), "a backup before the commit began");
+}
+
+#[test]
+fn install_signed_between_key_and_cert() {
+    let point = fp("renew::between-key-and-cert", SPIN);
+    let n = install_crash(&point, |n, _| committed_first(n, ".key"), true);
+    // Rolled forward to the externally signed pair.
+    let post = n.snapshot();
+    assert_eq!(
+        post[&format!("{PKI}/apiserver.key")],
+        n.pre["csr/apiserver.key"]
+    );
+    let der = |b: &[u8]| pem::parse(b).expect("PEM").into_contents();
+    assert_eq!(
+        der(&post[&format!("{PKI}/apiserver.crt")]),
+        der(&n.pre["csr/apiserver.crt"])
+    );
+}
+
+#[test]
+fn install_signed_mid_write() {
+    // Two backup copies, then the staged key: the third write stops half-way.
+    let point = "atomic::mid-write=2*off->delay(60000)";
+    let n = install_crash(
+        point,
+        |n, _| n.p(&format!("{PKI}/.apiserver.key{STAGED_SUFFIX}")).exists(),
+        true,
+    );
+    let post = n.snapshot();
+    for f in apiserver_files() {
+        assert_eq!(post.get(&f), n.pre.get(&f), "{f} changed");
+    }
+}
+
+/// `renew all` stopped at `point`, SIGKILLed, then the daemon started again (`run --once`).
+/// Also returns when the crashed run started.
+fn daemon_after_crash(
+    point: &str,
+    evidence: impl FnMut(&Node) -> bool,
+) -> (Node, Done, SystemTime) {
+    let n = live_node();
+    let t0 = SystemTime::now();
+    let mut run = n.spawn(&["renew", "all"], Some(point));
+    let mut evidence = evidence;
+    run.wait_at_point(point, || evidence(&n));
+    run.sigkill();
+    let d = n.run(&["run", "--once"]);
+    d.assert_ok("run --once");
+    assert_node_sound(&n, &renew_all_files(), true);
+    assert_all_running(&n);
+    (n, d, t0)
+}
+
+#[test]
+fn daemon_after_stage() {
+    let (n, d, _) = daemon_after_crash(&fp("renew::after-stage", SPIN), |n| journal(n).is_some());
+    assert_eq!(
+        outcome(&n, &renew_all_files(), &d.stderr),
+        Outcome::RolledForward
+    );
+}
+
+#[test]
+fn daemon_mid_kubeconfig_write() {
+    let (n, d, _) = daemon_after_crash(MID_CM_CONF, |n| n.p(CM_CONF_STAGED).exists());
+    assert!(d.stderr.contains("removed unfinished temp file"), "{}", d.stderr);
+    // Rolled back, then the daemon's own cycle renewed everything that was due.
+    let post = n.snapshot();
+    for f in renew_all_files() {
+        assert_ne!(post.get(&f), n.pre.get(&f), "{f} not renewed by the daemon");
+    }
+}
+
+#[test]
+fn daemon_after_park() {
+    let (n, d, _) = daemon_after_crash(&fp("restart::after-park", "1*off->delay(60000)"), |n| {
+        parked(n, "kube-apiserver")
+    });
+    assert!(d.stderr.contains("moved parked manifest"), "{}", d.stderr);
+    assert_eq!(outcome(&n, &renew_all_files(), &d.stderr), Outcome::Recovered);
+}
+
+/// After a crash that leaves renewed files on disk but the components not restarted, the
+/// daemon must restart every component that uses them: otherwise they keep serving the old
+/// certificates from memory until those expire.
+fn restarts_after(point: &str, evidence: impl FnMut(&Node) -> bool) {
+    let (n, d, t0) = daemon_after_crash(point, evidence);
+    let h = n.kubelet();
+    let stale: Vec<&str> = COMPONENTS
+        .into_iter()
+        .filter(|c| started_since(h, c, t0).is_empty())
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "after {point} and `run --once`, these components still run the processes from before \
+         the renewal, with the old certificates in memory: {stale:?}\ndaemon:\n{}",
+        d.stderr
+    );
+}
+
+#[test]
+fn daemon_restarts_components_after_rolling_forward() {
+    restarts_after(&fp("renew::after-stage", SPIN), |n| journal(n).is_some());
+}
+
+#[test]
+fn daemon_restarts_components_left_after_a_crash_mid_restart() {
+    restarts_after(&fp("restart::after-park", "1*off->delay(60000)"), |n| {
+        parked(n, "kube-apiserver")
+    });
+}
+
+// The kubelet config edit (`kubelet-serving-certs`) arrives with helper/kubelet.
+
+const KUBELET_STAGED: &str = "var/lib/kubelet/.config.yaml.kubeadm-certd-new";
+
+fn kubelet_edit_crash(point: &str, evidence: impl Fn(&Node) -> bool) -> Outcome {
+    let n = live_node();
+    let mut run = n.spawn(
+        &["kubelet-serving-certs", "enable", "--no-restart"],
+        Some(point),
+    );
+    run.wait_at_point(point, || evidence(&n));
+    run.sigkill();
+    let files = vec![KUBELET_CONFIG.to_string()];
+    let o = recover_and_check(&n, &files, true);
+    let post = n.snapshot();
+    kubeadm_certd::node::kubelet::parse_kubelet_config(&post[KUBELET_CONFIG])
+        .expect("kubelet config parses");
+    o
+}
+
+#[test]
+fn before_kubelet_config_write() {
+    let o = kubelet_edit_crash(&fp("kubelet-edit::mid-write", SPIN), |n| {
+        backed_up(n, &[KUBELET_CONFIG.to_string()])
+    });
+    assert_eq!(o, Outcome::Untouched);
+}
+
+#[test]
+fn mid_kubelet_config_write() {
+    // The backup copy, then the staged config: the second write stops half-way.
+    let o = kubelet_edit_crash("atomic::mid-write=1*off->delay(60000)", |n| {
+        n.p(KUBELET_STAGED).exists()
+    });
+    assert_eq!(o, Outcome::RolledBack);
+}
+
+/// Files a recovery rolls forward are in kubeadm's format: PEM with LF line endings, as Go's
+/// `pem.Encode` writes them (here: a node built by the openssl CLI, all LF).
+#[test]
+fn rolled_forward_files_use_lf_pem_like_kubeadm() {
+    let dir = tempfile::tempdir().expect("tmp");
+    openssl_node::build_openssl_node(dir.path(), &openssl_node::OsslNodeOpts::default())
+        .expect("openssl node");
+    let n = Node::open(dir);
+    let pem_of = |f: &str, bytes: &[u8]| -> Vec<u8> {
+        if f.ends_with(".conf") {
+            let text = std::str::from_utf8(bytes).expect("utf-8");
+            let kc = kubeadm_certd::pki::kubeconfig::parse(text).expect("kubeconfig");
+            [kc.client_cert, kc.client_key, kc.ca].concat()
+        } else {
+            bytes.to_vec()
+        }
+    };
+    for f in renew_all_files() {
+        assert!(!pem_of(&f, &n.pre[&f]).contains(&b'\r'), "{f} had CR before");
+    }
+    let point = fp("renew::after-stage", SPIN);
+    let mut run = n.spawn(&["renew", "all", "--no-restart"], Some(&point));
+    run.wait_at_point(&point, || journal(&n).is_some());
+    run.sigkill();
+    n.run(&["recover"]).assert_ok("recover");
+    let post = n.snapshot();
+    let crlf: Vec<String> = renew_all_files()
+        .into_iter()
+        .filter(|f| pem_of(f, &post[f]).contains(&b'\r'))
+        .collect();
+    assert!(crlf.is_empty(), "CRLF line endings in {crlf:?}");
+}
