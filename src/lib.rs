@@ -26,8 +26,12 @@ pub mod daemon;
 pub mod demo;
 /// Stable errors that callers branch on.
 pub mod error;
+/// kubelet.conf's pre-1.17 embedded client certificate: detection and repair.
+pub mod kubelet_conf;
 /// tracing setup, journald fields and MESSAGE_IDs.
 pub mod logging;
+/// The node_exporter textfile: x509 and kubeadm-certd metrics.
+pub mod metrics;
 /// Paths, static pod manifests and kubelet config of one node.
 pub mod node;
 /// Builds kubeadm-shaped nodes in a directory (demo and tests).
@@ -48,10 +52,14 @@ pub mod restart_plan;
 pub mod scan;
 /// SIGTERM/SIGINT as a flag that long waits poll.
 pub mod signals;
+/// Stand-in control-plane components for `demo`.
+pub mod standin;
 /// Restarting static pods by parking their manifests.
 pub mod staticpods;
 /// Atomic writes, backups, the lock and the commit journal.
 pub mod store;
+/// `systemctl` on PATH, and waiting for the kubelet to be healthy.
+pub mod systemd;
 /// Byte-preserving single-value edits of YAML documents.
 pub mod yamledit;
 

@@ -110,11 +110,11 @@ pub fn apply(
     let mut ca_keys: BTreeMap<CaId, PrivateKey> = BTreeMap::new();
     for (l, _) in &items {
         let id = l.handler.ca;
-        if !ca_keys.contains_key(&id) {
+        if let std::collections::btree_map::Entry::Vacant(e) = ca_keys.entry(id) {
             let ca = scan
                 .ca(id)
                 .ok_or_else(|| anyhow!("{} is not loaded", id.name()))?;
-            ca_keys.insert(id, load_ca_key(paths, ca)?);
+            e.insert(load_ca_key(paths, ca)?);
         }
     }
     let algs: Vec<KeyAlg> = items
@@ -160,7 +160,7 @@ fn prepare(
         key: &ca_key.pair,
     };
     let issued = issue::issue(&l.leaf, key, &ca, now, settings.certificate_validity)
-        .with_context(|| format!("{}", h.name))?;
+        .with_context(|| h.name.to_string())?;
     let format = l
         .key_format()
         .ok_or_else(|| anyhow!("{}: unknown key format", h.name))?;

@@ -67,6 +67,19 @@ pub fn now() -> OffsetDateTime {
 pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Demo { keep } => return crate::demo::run(keep.as_deref()),
+        Command::Standin {
+            node_root,
+            listen,
+            http,
+            flags,
+        } => {
+            return crate::standin::run(&crate::standin::Standin {
+                root: node_root,
+                listen,
+                http: *http,
+                flags,
+            })
+        }
         Command::GenerateAssets { dir } => return crate::assets_hook(dir),
         _ => {}
     }
@@ -129,6 +142,6 @@ pub fn run(cli: Cli) -> Result<()> {
             let (root, config) = (cli.root.clone(), cli.config.clone());
             crate::daemon::run(ctx, move || Ctx::load_from(&root, config.as_deref()), once)
         }
-        Command::Demo { .. } | Command::GenerateAssets { .. } => Ok(()),
+        Command::Demo { .. } | Command::GenerateAssets { .. } | Command::Standin { .. } => Ok(()),
     }
 }

@@ -6,8 +6,6 @@
 pub mod cycle;
 /// sd_notify wrapper.
 pub mod notify;
-/// Stand-ins until metrics land.
-mod shim;
 /// Daemon-only configuration checks.
 pub mod validate;
 /// Directory watches.
@@ -38,7 +36,7 @@ fn splay(jitter: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=jitter.as_millis() as u64))
 }
 
-async fn cycle(ctx: &Ctx, counters: &mut shim::Counters) -> Result<cycle::CycleReport> {
+async fn cycle(ctx: &Ctx, counters: &mut crate::metrics::Counters) -> Result<cycle::CycleReport> {
     let (paths, settings, mut c) = (
         ctx.paths.clone(),
         ctx.settings.clone(),
@@ -60,12 +58,26 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    if let Err(e) = shim::apply_setting(&ctx) {
+    // A SIGTERM during a restart hold must unpark: the blocking cycle polls this flag.
+    let mut term_flag = signal(SignalKind::terminate())?;
+    let mut int_flag = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term_flag.recv() => {}
+            _ = int_flag.recv() => {}
+        }
+        crate::signals::request_termination();
+    });
+    if let Err(e) = crate::commands::kubelet::apply_setting(&ctx) {
         tracing::error!("kubelet serverTLSBootstrap: {e:#}");
     }
-    let mut counters = shim::Counters::default();
+    let mut counters = crate::metrics::Counters::default();
     let rep = cycle(&ctx, &mut counters).await?;
     tracing::info!("{}", rep.status);
+    if crate::signals::terminating() {
+        notify::stopping();
+        return Ok(());
+    }
     notify::ready(&rep.status);
     if once {
         notify::stopping();
@@ -115,14 +127,11 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     Ok(())
 }
 
-async fn run_and_report(ctx: &Ctx, counters: &mut shim::Counters, events: &mut watch::Events) {
-    // A SIGTERM during a restart hold must unpark: the blocking cycle polls this flag.
-    let term = tokio::spawn(async {
-        if let Ok(mut s) = signal(SignalKind::terminate()) {
-            s.recv().await;
-            crate::signals::request_termination();
-        }
-    });
+async fn run_and_report(
+    ctx: &Ctx,
+    counters: &mut crate::metrics::Counters,
+    events: &mut watch::Events,
+) {
     // A change by someone else during a cycle gets a cycle of its own (bounded, so a tool
     // rewriting files in a loop cannot keep the daemon busy forever).
     for _ in 0..3 {
@@ -143,5 +152,4 @@ async fn run_and_report(ctx: &Ctx, counters: &mut shim::Counters, events: &mut w
             }
         }
     }
-    term.abort();
 }

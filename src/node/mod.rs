@@ -4,6 +4,8 @@
 pub mod fsread;
 /// The kubelet config: reading it, and the single-key edit.
 pub mod kubelet;
+/// The kubelet config's `serverTLSBootstrap` edit, and applying the setting.
+pub mod kubelet_edit;
 /// Static pod manifests: files each component uses, its probe, its command line.
 pub mod manifests;
 /// Every path of one node, resolved under a root.

@@ -191,9 +191,7 @@ pub fn restart_one(
     let unparked_at = SystemTime::now();
     let superseded = matches!(park::unpark(paths, &found.file)?, Unparked::Superseded(_));
     fail::fail_point!("restart::after-unpark");
-    if let Err(e) = held {
-        return Err(e);
-    }
+    held?;
     // (e) a new process started after the unpark, and a healthy probe
     let back = if superseded {
         find_manifest(paths, c)?
@@ -216,7 +214,7 @@ pub fn restart_one(
                 return Ok(Restarted {
                     component: c,
                     old,
-                    new: Some(p.clone()),
+                    new: Some(*p),
                     downtime: parked_at.elapsed(),
                     superseded,
                 })
@@ -225,7 +223,7 @@ pub fn restart_one(
                 return Ok(Restarted {
                     component: c,
                     old,
-                    new: Some(p.clone()),
+                    new: Some(*p),
                     downtime: parked_at.elapsed(),
                     superseded,
                 })
@@ -236,6 +234,9 @@ pub fn restart_one(
                 r.map(|r| r.to_string()).unwrap_or_default()
             ),
         };
+        if crate::signals::terminating() {
+            return Err(RestartError::Interrupted(c.name()));
+        }
         if Instant::now() >= deadline {
             return Err(RestartError::NotHealthy {
                 component: c.name(),
