@@ -9,9 +9,6 @@
 #![cfg(feature = "failpoints")]
 
 mod crash_support;
-#[path = "support/openssl_node.rs"]
-#[allow(dead_code)]
-mod openssl_node;
 
 use crash_support::*;
 use std::time::SystemTime;
@@ -26,7 +23,12 @@ fn fp(point: &str, action: &str) -> String {
 fn journal(n: &Node) -> Option<Vec<(String, String)>> {
     let bytes = std::fs::read(n.p(JOURNAL)).ok()?;
     let j: serde_json::Value = serde_json::from_slice(&bytes).expect("journal JSON");
-    let rel = |v: &serde_json::Value| v.as_str().expect("path").trim_start_matches('/').to_string();
+    let rel = |v: &serde_json::Value| {
+        v.as_str()
+            .expect("path")
+            .trim_start_matches('/')
+            .to_string()
+    };
     Some(
         j["entries"]
             .as_array()
@@ -254,14 +256,20 @@ fn signed_node() -> Node {
 }
 
 fn apiserver_files() -> Vec<String> {
-    vec![format!("{PKI}/apiserver.key"), format!("{PKI}/apiserver.crt")]
+    vec![
+        format!("{PKI}/apiserver.key"),
+        format!("{PKI}/apiserver.crt"),
+    ]
 }
 
 /// `install-signed` stopped at `point`, then `recover`.
 fn install_crash(point: &str, evidence: impl Fn(&Node, u32) -> bool, past_backup: bool) -> Node {
     let n = signed_node();
     let dir = n.p("csr").to_str().expect("utf-8").to_string();
-    let mut run = n.spawn(&["install-signed", "--csr-dir", &dir, "apiserver"], Some(point));
+    let mut run = n.spawn(
+        &["install-signed", "--csr-dir", &dir, "apiserver"],
+        Some(point),
+    );
     let pid = run.pid();
     run.wait_at_point(point, || evidence(&n, pid));
     run.sigkill();
@@ -283,10 +291,7 @@ fn install_signed_before_commit() {
         },
         false,
     );
-    assert_eq!(
-        outcome(&n, &apiserver_files(), ""),
-        Outcome::Untouched
-    );
+    assert_eq!(outcome(&n, &apiserver_files(), ""), Outcome::Untouched);
     assert!(n.backups().is_empty(), "a backup before the commit began");
 }
 
@@ -313,7 +318,10 @@ fn install_signed_mid_write() {
     let point = "atomic::mid-write=2*off->delay(60000)";
     let n = install_crash(
         point,
-        |n, _| n.p(&format!("{PKI}/.apiserver.key{STAGED_SUFFIX}")).exists(),
+        |n, _| {
+            n.p(&format!("{PKI}/.apiserver.key{STAGED_SUFFIX}"))
+                .exists()
+        },
         true,
     );
     let post = n.snapshot();
@@ -353,7 +361,11 @@ fn daemon_after_stage() {
 #[test]
 fn daemon_mid_kubeconfig_write() {
     let (n, d, _) = daemon_after_crash(MID_CM_CONF, |n| n.p(CM_CONF_STAGED).exists());
-    assert!(d.stderr.contains("removed unfinished temp file"), "{}", d.stderr);
+    assert!(
+        d.stderr.contains("removed unfinished temp file"),
+        "{}",
+        d.stderr
+    );
     // Rolled back, then the daemon's own cycle renewed everything that was due.
     let post = n.snapshot();
     for f in renew_all_files() {
@@ -367,7 +379,10 @@ fn daemon_after_park() {
         parked(n, "kube-apiserver")
     });
     assert!(d.stderr.contains("moved parked manifest"), "{}", d.stderr);
-    assert_eq!(outcome(&n, &renew_all_files(), &d.stderr), Outcome::Recovered);
+    assert_eq!(
+        outcome(&n, &renew_all_files(), &d.stderr),
+        Outcome::Recovered
+    );
 }
 
 /// After a crash that leaves renewed files on disk but the components not restarted, the
@@ -400,72 +415,113 @@ fn daemon_restarts_components_left_after_a_crash_mid_restart() {
     });
 }
 
-// The kubelet config edit (`kubelet-serving-certs`) arrives with helper/kubelet.
-
-const KUBELET_STAGED: &str = "var/lib/kubelet/.config.yaml.kubeadm-certd-new";
-
-fn kubelet_edit_crash(point: &str, evidence: impl Fn(&Node) -> bool) -> Outcome {
+/// The panic action inside the running daemon: a restart in a later cycle (started by a
+/// reload) panics with etcd parked. The daemon survives the panic; whether it goes on or is
+/// stopped, it must not leave a control-plane manifest parked behind it.
+#[test]
+fn daemon_panic_in_a_later_cycle_leaves_nothing_parked() {
+    use nix::sys::signal::Signal;
     let n = live_node();
-    let mut run = n.spawn(
-        &["kubelet-serving-certs", "enable", "--no-restart"],
-        Some(point),
-    );
-    run.wait_at_point(point, || evidence(&n));
+    let cfg = n.p("etc/kubeadm-certd/config.yaml");
+    // Leaves have 3 days left: not due with renewBefore 2d, due with 30d.
+    std::fs::write(&cfg, "renewBefore: 2d\nrestart:\n  timeout: 60s\n").expect("config");
+    let mut d = n.spawn(&["run"], Some(&fp("restart::after-park", "panic")));
+    d.wait_for_stderr("certificates ok");
+    std::fs::write(&cfg, "renewBefore: 30d\nrestart:\n  timeout: 60s\n").expect("config");
+    d.signal(Signal::SIGHUP);
+    d.wait_for_stderr("failpoint restart::after-park panic");
+    d.wait_for_stderr("cycle failed");
+    d.signal(Signal::SIGTERM);
+    let done = d.finish();
+    eprintln!("daemon exit: {}\n{}", done.status, done.stderr);
+    assert_node_sound(&n, &renew_all_files(), true);
+}
+
+// The kubelet file edits: `kubelet-serving-certs` (config.yaml) and `repair-kubelet-conf`.
+
+/// `args` stopped at `point`, then `recover`; `file` is the one file the command edits.
+fn file_edit_crash(n: Node, args: &[&str], point: &str, file: &str) -> Outcome {
+    let staged = {
+        let p = std::path::Path::new(file);
+        let name = p.file_name().expect("name").to_string_lossy();
+        p.with_file_name(format!(".{name}{STAGED_SUFFIX}"))
+    };
+    let mut run = n.spawn(args, Some(point));
+    run.wait_at_point(point, || {
+        if point.starts_with("atomic::") {
+            n.p(staged.to_str().expect("utf-8")).exists()
+        } else {
+            backed_up(&n, &[file.to_string()])
+        }
+    });
     run.sigkill();
-    let files = vec![KUBELET_CONFIG.to_string()];
-    let o = recover_and_check(&n, &files, true);
-    let post = n.snapshot();
-    kubeadm_certd::node::kubelet::parse_kubelet_config(&post[KUBELET_CONFIG])
-        .expect("kubelet config parses");
-    o
+    recover_and_check(&n, &[file.to_string()], true)
+}
+
+fn kubelet_edit_crash(point: &str) -> Outcome {
+    let n = live_node();
+    let args = ["kubelet-serving-certs", "enable", "--no-restart"];
+    file_edit_crash(n, &args, point, KUBELET_CONFIG)
 }
 
 #[test]
 fn before_kubelet_config_write() {
-    let o = kubelet_edit_crash(&fp("kubelet-edit::mid-write", SPIN), |n| {
-        backed_up(n, &[KUBELET_CONFIG.to_string()])
-    });
-    assert_eq!(o, Outcome::Untouched);
+    assert_eq!(
+        kubelet_edit_crash(&fp("kubelet-edit::mid-write", SPIN)),
+        Outcome::Untouched
+    );
 }
 
 #[test]
 fn mid_kubelet_config_write() {
     // The backup copy, then the staged config: the second write stops half-way.
-    let o = kubelet_edit_crash("atomic::mid-write=1*off->delay(60000)", |n| {
-        n.p(KUBELET_STAGED).exists()
-    });
-    assert_eq!(o, Outcome::RolledBack);
+    assert_eq!(
+        kubelet_edit_crash("atomic::mid-write=1*off->delay(60000)"),
+        Outcome::RolledBack
+    );
 }
 
-/// Files a recovery rolls forward are in kubeadm's format: PEM with LF line endings, as Go's
-/// `pem.Encode` writes them (here: a node built by the openssl CLI, all LF).
-#[test]
-fn rolled_forward_files_use_lf_pem_like_kubeadm() {
-    let dir = tempfile::tempdir().expect("tmp");
-    openssl_node::build_openssl_node(dir.path(), &openssl_node::OsslNodeOpts::default())
-        .expect("openssl node");
-    let n = Node::open(dir);
-    let pem_of = |f: &str, bytes: &[u8]| -> Vec<u8> {
-        if f.ends_with(".conf") {
-            let text = std::str::from_utf8(bytes).expect("utf-8");
-            let kc = kubeadm_certd::pki::kubeconfig::parse(text).expect("kubeconfig");
-            [kc.client_cert, kc.client_key, kc.ca].concat()
-        } else {
-            bytes.to_vec()
-        }
+/// A node whose kubelet.conf embeds the kubelet's client pair (clusters made before
+/// kubeadm 1.17), the input of `repair-kubelet-conf`.
+fn embedded_kubelet_conf_node() -> Node {
+    use base64::Engine as _;
+    let n = Node::new();
+    let pem = std::fs::read(n.p("var/lib/kubelet/pki/kubelet-client-current.pem")).expect("pem");
+    let blocks = pem::parse_many(&pem).expect("pem blocks");
+    let b64 = |tag: &str| {
+        let b = blocks
+            .iter()
+            .find(|b| b.tag().contains(tag))
+            .expect("block");
+        base64::engine::general_purpose::STANDARD.encode(pem::encode(b))
     };
-    for f in renew_all_files() {
-        assert!(!pem_of(&f, &n.pre[&f]).contains(&b'\r'), "{f} had CR before");
-    }
-    let point = fp("renew::after-stage", SPIN);
-    let mut run = n.spawn(&["renew", "all", "--no-restart"], Some(&point));
-    run.wait_at_point(&point, || journal(&n).is_some());
-    run.sigkill();
-    n.run(&["recover"]).assert_ok("recover");
-    let post = n.snapshot();
-    let crlf: Vec<String> = renew_all_files()
-        .into_iter()
-        .filter(|f| pem_of(f, &post[f]).contains(&b'\r'))
-        .collect();
-    assert!(crlf.is_empty(), "CRLF line endings in {crlf:?}");
+    let conf = n.p(&format!("{KUBECONFIG_DIR}/kubelet.conf"));
+    let text = std::fs::read_to_string(&conf).expect("kubelet.conf");
+    let refs = "    client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem\n    client-key: /var/lib/kubelet/pki/kubelet-client-current.pem\n";
+    assert!(text.contains(refs), "{text}");
+    let embedded = format!(
+        "    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64("CERTIFICATE"),
+        b64("PRIVATE KEY")
+    );
+    std::fs::write(&conf, text.replace(refs, &embedded)).expect("write");
+    Node::open(n.dir)
+}
+
+#[test]
+fn before_kubelet_conf_repair_write() {
+    let n = embedded_kubelet_conf_node();
+    let point = fp("kubelet-conf::mid-write", SPIN);
+    let file = format!("{KUBECONFIG_DIR}/kubelet.conf");
+    let o = file_edit_crash(n, &["repair-kubelet-conf"], &point, &file);
+    assert_eq!(o, Outcome::Untouched);
+}
+
+#[test]
+fn mid_kubelet_conf_repair_write() {
+    let n = embedded_kubelet_conf_node();
+    let file = format!("{KUBECONFIG_DIR}/kubelet.conf");
+    let point = "atomic::mid-write=1*off->delay(60000)";
+    let o = file_edit_crash(n, &["repair-kubelet-conf"], point, &file);
+    assert_eq!(o, Outcome::RolledBack);
 }

@@ -379,6 +379,31 @@ impl Running {
         assert!(evidence(), "{waiting_for}: the node moved past the point");
     }
 
+    /// What the process has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Wait until stderr contains `text`.
+    pub fn wait_for_stderr(&mut self, text: &str) {
+        let deadline = Instant::now() + LIMIT;
+        while !self.stderr().contains(text) {
+            self.fail_if_exited(text);
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} on stderr\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Send a signal.
+    pub fn signal(&mut self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, sig).expect("kill");
+    }
+
     /// SIGKILL the process and reap it.
     pub fn sigkill(mut self) -> Done {
         let _ = self.child().kill();
@@ -431,7 +456,10 @@ impl Drop for Running {
 
 /// Run openssl, returning stdout; panics with stderr on failure.
 pub fn openssl(args: &[&str]) -> String {
-    let o = Command::new("openssl").args(args).output().expect("openssl");
+    let o = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
     assert!(
         o.status.success(),
         "openssl {args:?}: {}",
@@ -496,7 +524,10 @@ pub fn assert_node_sound(n: &Node, changed: &[String], past_backup: bool) {
     }
     let now_manifests: Vec<&String> = post.keys().filter(|k| k.starts_with(MANIFESTS)).collect();
     let pre_manifests: Vec<&String> = n.pre.keys().filter(|k| k.starts_with(MANIFESTS)).collect();
-    assert_eq!(now_manifests, pre_manifests, "manifestsDir holds other files");
+    assert_eq!(
+        now_manifests, pre_manifests,
+        "manifestsDir holds other files"
+    );
     assert!(
         !post.keys().any(|k| k.starts_with(PARKING)),
         "files left in the parking dir"
@@ -507,7 +538,10 @@ pub fn assert_node_sound(n: &Node, changed: &[String], past_backup: bool) {
             let rel = format!("{PKI}/{ca}.{ext}");
             assert_eq!(post.get(&rel), n.pre.get(&rel), "{rel} changed");
         }
-        let (crt, key) = (n.p(&format!("{PKI}/{ca}.crt")), n.p(&format!("{PKI}/{ca}.key")));
+        let (crt, key) = (
+            n.p(&format!("{PKI}/{ca}.crt")),
+            n.p(&format!("{PKI}/{ca}.key")),
+        );
         assert_pair(&crt, &key, &crt);
     }
     for (base, ca) in LEAVES {
@@ -524,7 +558,10 @@ pub fn assert_node_sound(n: &Node, changed: &[String], past_backup: bool) {
         let text = String::from_utf8(post[&rel].clone()).expect("utf-8 kubeconfig");
         let kc = kubeadm_certd::pki::kubeconfig::parse(&text)
             .unwrap_or_else(|e| panic!("{rel} does not parse: {e}"));
-        let (c, key) = (tmp.path().join(format!("{k}.crt")), tmp.path().join(format!("{k}.key")));
+        let (c, key) = (
+            tmp.path().join(format!("{k}.crt")),
+            tmp.path().join(format!("{k}.key")),
+        );
         std::fs::write(&c, &kc.client_cert).expect("write");
         std::fs::write(&key, &kc.client_key).expect("write");
         assert_pair(&c, &key, &n.p(&format!("{PKI}/ca.crt")));
