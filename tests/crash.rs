@@ -19,44 +19,6 @@ fn fp(point: &str, action: &str) -> String {
     format!("{point}={action}")
 }
 
-/// The journal's entries as (node-relative target, node-relative staged) pairs.
-fn journal(n: &Node) -> Option<Vec<(String, String)>> {
-    let bytes = std::fs::read(n.p(JOURNAL)).ok()?;
-    let j: serde_json::Value = serde_json::from_slice(&bytes).expect("journal JSON");
-    let rel = |v: &serde_json::Value| {
-        v.as_str()
-            .expect("path")
-            .trim_start_matches('/')
-            .to_string()
-    };
-    Some(
-        j["entries"]
-            .as_array()
-            .expect("entries")
-            .iter()
-            .map(|e| (rel(&e["target"]), rel(&e["staged"])))
-            .collect(),
-    )
-}
-
-/// The journal exists and the first entry whose target ends with `suffix` is renamed.
-fn committed_first(n: &Node, suffix: &str) -> bool {
-    journal(n).is_some_and(|j| {
-        j.iter()
-            .find(|(t, _)| t.ends_with(suffix))
-            .is_some_and(|(_, s)| !n.p(s).exists())
-    })
-}
-
-/// The first backup holds every file of `files` with its pre-run bytes.
-fn backed_up(n: &Node, files: &[String]) -> bool {
-    n.backups().first().is_some_and(|b| {
-        files
-            .iter()
-            .all(|f| std::fs::read(b.join(f)).ok().as_ref() == n.pre.get(f))
-    })
-}
-
 /// A node with its stand-in kubelet running.
 fn live_node() -> Node {
     let mut n = Node::new();
