@@ -112,6 +112,29 @@ fn mid_kubeconfig_write() {
     assert_eq!(o, Outcome::RolledBack);
 }
 
+/// The first staged write of `renew all` is the backup copy of admin.conf.
+#[test]
+fn mid_backup_write() {
+    let n = live_node();
+    let point = fp("atomic::mid-write", SPIN);
+    let mut run = n.spawn(&["renew", "all"], Some(&point));
+    run.wait_at_point(&point, || {
+        n.staged_files().iter().any(|f| f.starts_with(BACKUPS))
+    });
+    run.sigkill();
+    let r = n.run(&["recover"]);
+    r.assert_ok("recover");
+    // The checks hold: the renewal never began.
+    assert_node_sound(&n, &renew_all_files(), false);
+    assert_eq!(
+        outcome(&n, &renew_all_files(), &r.stdout),
+        Outcome::Untouched
+    );
+    // But the half-written copy (half of admin.conf, key included) stays in the backup.
+    let left = n.staged_files();
+    assert!(left.is_empty(), "temp files left after recover: {left:?}");
+}
+
 /// `renew all` stopped in the restarts that follow it.
 fn restart_crash(point: &str, evidence: impl FnMut(&Node) -> bool) -> Outcome {
     renew_crash(point, evidence, true)
