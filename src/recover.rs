@@ -88,7 +88,9 @@ fn repair_pair(
     }
     for dir in backup::list(paths) {
         let old_key = backup::backup_path(paths, &dir, key);
-        if let Ok(b) = std::fs::read(&old_key) {
+        if let Ok(b) =
+            crate::node::fsread::read_regular(&old_key, crate::node::fsread::MAX_NODE_FILE)
+        {
             if spki_of_key(&b).as_ref() == Some(&cs) {
                 atomic::write_atomic(key, &b, 0o600)?;
                 return Ok(Some(format!(
@@ -99,7 +101,9 @@ fn repair_pair(
             }
         }
         let old_crt = backup::backup_path(paths, &dir, crt);
-        if let Ok(b) = std::fs::read(&old_crt) {
+        if let Ok(b) =
+            crate::node::fsread::read_regular(&old_crt, crate::node::fsread::MAX_NODE_FILE)
+        {
             if spki_of_cert(&b).as_ref() == Some(&ks) {
                 atomic::write_atomic(crt, &b, 0o644)?;
                 return Ok(Some(format!(

@@ -195,13 +195,24 @@ pub fn commit(paths: &NodePaths, prepared: &[Prepared], now: OffsetDateTime) -> 
     backup::copy_into(paths, &dir, &files)?;
     fail::fail_point!("renew::after-backup");
     let mut entries = Vec::new();
-    for p in prepared {
-        for c in &p.changes {
-            let staged = atomic::stage(&c.target, &c.contents, c.mode)?;
-            entries.push(journal::Entry {
-                target: paths.show(&c.target),
-                staged: paths.show(&staged),
-            });
+    let mut staged_files = Vec::new();
+    for c in prepared.iter().flat_map(|p| &p.changes) {
+        match atomic::stage(&c.target, &c.contents, c.mode) {
+            Ok(staged) => {
+                entries.push(journal::Entry {
+                    target: paths.show(&c.target),
+                    staged: paths.show(&staged),
+                });
+                staged_files.push(staged);
+            }
+            Err(e) => {
+                // Nothing was committed: leave no temp file behind (a full disk, a read-only
+                // filesystem).
+                for f in &staged_files {
+                    let _ = std::fs::remove_file(f);
+                }
+                return Err(e);
+            }
         }
     }
     let j = journal::Journal {

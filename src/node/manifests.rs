@@ -101,15 +101,10 @@ impl Manifest {
             };
             trim_slashes(value) == wanted
         });
-        in_args
-            || self.host_paths.iter().any(|dir| {
-                let dir = trim_slashes(dir);
-                // Compare whole path components: /etc/kubernetes/pki must not match /etc/kubernetes/pki2.
-                dir == wanted
-                    || wanted
-                        .strip_prefix(dir)
-                        .is_some_and(|rest| rest.starts_with('/') || dir.is_empty())
-            })
+        // A hostPath counts only when it is the file itself (kubeconfigs are mounted as single
+        // files). A directory mount such as /etc/kubernetes/pki holds every certificate, so it
+        // says nothing about which ones the component reads; its flags do.
+        in_args || self.host_paths.iter().any(|p| trim_slashes(p) == wanted)
     }
 
     /// The probe to poll after a restart: the startupProbe if it is an httpGet,
@@ -313,14 +308,15 @@ mod tests {
     }
 
     #[test]
-    fn uses_file_matches_flags_args_and_directories() {
+    fn uses_file_matches_flags_args_and_single_file_mounts() {
         let m = manifest(
             &["etcd", "--cert-file=/a/b.crt", "--key", "/a/b.key"],
             &["/var/lib/etcd", "/etc/kubernetes/pki/"],
         );
         assert!(m.uses_file("/a/b.crt"));
         assert!(m.uses_file("/a/b.key"));
-        assert!(m.uses_file("/etc/kubernetes/pki/etcd/ca.crt"));
+        // A directory mount does not say which files inside it are read.
+        assert!(!m.uses_file("/etc/kubernetes/pki/etcd/ca.crt"));
         assert!(m.uses_file("/etc/kubernetes/pki"));
         assert!(!m.uses_file("/etc/kubernetes/pki2/x"));
         assert!(!m.uses_file("/a/b"));

@@ -227,7 +227,7 @@ impl CertInfo {
 
     /// The certificate as PEM.
     pub fn to_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("CERTIFICATE", self.der.clone()))
+        crate::pki::inspect::pem_lf(&pem::Pem::new("CERTIFICATE", self.der.clone()))
     }
 }
 
@@ -241,6 +241,15 @@ fn ip_from_bytes(b: &[u8]) -> Result<IpAddr, CertError> {
         }
         n => Err(CertError::X509(format!("IP SAN of {n} bytes"))),
     }
+}
+
+/// PEM with LF line endings, as Go's encoding/pem (and so kubeadm) writes it; the pem
+/// crate defaults to CRLF.
+pub fn pem_lf(p: &pem::Pem) -> String {
+    pem::encode_config(
+        p,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// One PEM block.

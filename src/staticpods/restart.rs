@@ -43,7 +43,7 @@ impl RestartOpts {
 
 /// The kubelet config, or its defaults when unreadable.
 pub fn kubelet_info(paths: &NodePaths) -> KubeletConfigInfo {
-    std::fs::read(&paths.kubelet_config)
+    crate::node::fsread::read_node_file(&paths.root, &paths.kubelet_config)
         .ok()
         .and_then(|b| parse_kubelet_config(&b).ok())
         .unwrap_or_else(|| {
@@ -183,6 +183,7 @@ pub fn restart_one(
     );
     // (b) park
     let parked_at = Instant::now();
+    let parked_wall = SystemTime::now();
     park::park(paths, &found.file)?;
     fail::fail_point!("restart::after-park");
     // (c) hold for fileCheckFrequency and until the old process is gone, bounded by timeout
@@ -200,11 +201,14 @@ pub fn restart_one(
     } else {
         m.clone()
     };
+    // A manifest that replaced ours during the hold may already run: its process counts from
+    // the park on (the old processes are excluded by pid and start time).
+    let since = if superseded { parked_wall } else { unparked_at };
     let deadline = Instant::now() + opts.timeout;
     loop {
         let procs = find_by_cmdline(&opts.proc_root, &back.command).unwrap_or_default();
         let fresh = procs.into_iter().find(|p| {
-            p.start_time + Duration::from_secs(1) >= unparked_at
+            p.start_time + Duration::from_secs(1) >= since
                 && !old
                     .iter()
                     .any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks)
@@ -357,7 +361,8 @@ fn restore(paths: &NodePaths, pairs: &Rollback) -> Result<Vec<String>> {
     let now = time::OffsetDateTime::now_utc();
     let mut out = Vec::new();
     for (target, copy) in pairs {
-        let Ok(bytes) = std::fs::read(copy) else {
+        let Ok(bytes) = crate::node::fsread::read_regular(copy, crate::node::fsread::MAX_NODE_FILE)
+        else {
             continue;
         };
         if !still_valid(&bytes, now) {
