@@ -147,7 +147,8 @@ pub fn install(
     names: &[String],
     dir: &Path,
     now: OffsetDateTime,
-    owe_restarts: bool) -> Result<crate::renew::Outcome> {
+    owe_restarts: bool,
+) -> Result<crate::renew::Outcome> {
     let prepared = names
         .iter()
         .map(|n| prepare_install(paths, scan, n, dir))

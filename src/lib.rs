@@ -12,12 +12,12 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// Man pages and shell completions generated from the CLI (packaging).
+pub mod assets;
 /// Command-line definitions (also feed the man page and completions).
 pub mod cli;
 /// Command dispatch: each subcommand's run function.
 pub mod commands;
-/// Man pages and shell completions generated from the CLI (packaging).
-pub mod assets;
 /// Config file fragments -> defaults -> validated settings.
 pub mod config;
 /// External-CA flow: `--csr-only` and `install-signed`.

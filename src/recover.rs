@@ -129,12 +129,14 @@ pub fn recover_all(
     restarts: bool,
 ) -> Result<Recovered> {
     let mut r = Recovered::default();
-    r.actions.extend(crate::staticpods::park::recover_parked(paths)?);
+    r.actions
+        .extend(crate::staticpods::park::recover_parked(paths)?);
     let pki = recover_pki(paths)?;
     r.actions.extend(pki.actions);
     r.problems.extend(pki.problems);
     for p in remove_backup_strays(paths)? {
-        r.actions.push(format!("removed unfinished backup copy {}", paths.show(&p)));
+        r.actions
+            .push(format!("removed unfinished backup copy {}", paths.show(&p)));
     }
     let owed = crate::store::owed::read(paths);
     if owed.is_empty() || !restarts {
@@ -148,11 +150,20 @@ pub fn recover_all(
         ));
         return Ok(r);
     }
-    r.actions.push(format!("restarting {} (owed by an interrupted run)", owed.join(", ")));
-    let comps: Vec<_> = owed.iter().filter_map(|c| crate::pki::table::Component::from_name(c)).collect();
+    r.actions.push(format!(
+        "restarting {} (owed by an interrupted run)",
+        owed.join(", ")
+    ));
+    let comps: Vec<_> = owed
+        .iter()
+        .filter_map(|c| crate::pki::table::Component::from_name(c))
+        .collect();
     let opts = crate::staticpods::restart::RestartOpts::from_node(paths, settings);
     match crate::staticpods::restart::restart_all(paths, &comps, &opts, &|_| Vec::new()) {
-        Ok(done) => r.actions.extend(done.iter().map(|d| format!("{} restarted", d.component.name()))),
+        Ok(done) => r.actions.extend(
+            done.iter()
+                .map(|d| format!("{} restarted", d.component.name())),
+        ),
         Err(e) => r.problems.push(format!("{e:#}")),
     }
     Ok(r)
@@ -162,12 +173,18 @@ pub fn recover_all(
 /// key. The backup's other files are complete (each was written atomically).
 fn remove_backup_strays(paths: &NodePaths) -> Result<Vec<std::path::PathBuf>> {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
             match e.file_type() {
                 Ok(t) if t.is_dir() => walk(&p, out),
-                Ok(t) if t.is_file() && atomic::is_staged_name(&e.file_name().to_string_lossy()) => out.push(p),
+                Ok(t)
+                    if t.is_file() && atomic::is_staged_name(&e.file_name().to_string_lossy()) =>
+                {
+                    out.push(p)
+                }
                 _ => {}
             }
         }
@@ -183,9 +200,13 @@ fn remove_backup_strays(paths: &NodePaths) -> Result<Vec<std::path::PathBuf>> {
 
 /// Half-written state files (journal, owed restarts) at the top of the state dir.
 fn walk_state_top(paths: &NodePaths, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(&paths.state) else { return };
+    let Ok(rd) = std::fs::read_dir(&paths.state) else {
+        return;
+    };
     for e in rd.flatten() {
-        if e.file_type().is_ok_and(|t| t.is_file()) && atomic::is_staged_name(&e.file_name().to_string_lossy()) {
+        if e.file_type().is_ok_and(|t| t.is_file())
+            && atomic::is_staged_name(&e.file_name().to_string_lossy())
+        {
             out.push(e.path());
         }
     }

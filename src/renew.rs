@@ -228,8 +228,10 @@ pub fn commit(
     journal::write(paths, &j)?;
     if owe_restarts {
         // Before any rename: a crash from here on leaves restarts that recovery carries out.
-        let changed: Vec<(&Handler, Vec<String>)> =
-            prepared.iter().map(|p| (p.renewed.handler, p.renewed.files.clone())).collect();
+        let changed: Vec<(&Handler, Vec<String>)> = prepared
+            .iter()
+            .map(|p| (p.renewed.handler, p.renewed.files.clone()))
+            .collect();
         crate::store::owed::write(paths, &crate::restart_plan::for_changes(paths, &changed))?;
     }
     fail::fail_point!("renew::after-stage");

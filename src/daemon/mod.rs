@@ -42,14 +42,41 @@ async fn cycle(ctx: &Ctx, counters: &mut crate::metrics::Counters) -> Result<cyc
         ctx.settings.clone(),
         std::mem::take(counters),
     );
-    let (rep, c) = tokio::task::spawn_blocking(move || {
+    let started = std::time::Instant::now();
+    let mut task = tokio::task::spawn_blocking(move || {
         let rep = cycle::run(&paths, &settings, &mut c, crate::commands::now());
         (rep, c)
-    })
-    .await
-    .context("the cycle panicked")?;
-    *counters = c;
-    Ok(rep)
+    });
+    // The watchdog keeps being fed while a cycle runs (restarts can take minutes), but only
+    // while the cycle shows progress, so a hung cycle still trips it.
+    let wd = notify::watchdog_interval();
+    let mut tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
+    let mut seen = crate::signals::progress();
+    let joined = loop {
+        tokio::select! {
+            r = &mut task => break r,
+            _ = tick.tick(), if wd.is_some() => {
+                let now = crate::signals::progress();
+                if now != seen || started.elapsed() < Duration::from_secs(60) {
+                    notify::watchdog();
+                }
+                seen = now;
+            }
+        }
+    };
+    match joined {
+        Ok((rep, c)) => {
+            *counters = c;
+            Ok(rep)
+        }
+        Err(e) => {
+            // A panic unwound through the restart guard, which puts manifests back; make sure.
+            if let Err(r) = crate::staticpods::park::recover_parked(&ctx.paths) {
+                tracing::error!("moving parked manifests back: {r:#}");
+            }
+            Err(anyhow::anyhow!("the cycle panicked: {e}"))
+        }
+    }
 }
 
 async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -> Result<()> {

@@ -143,6 +143,7 @@ fn probe_once(m: &Manifest) -> Option<ProbeResult> {
 fn sleep_checking(d: Duration) -> bool {
     let end = Instant::now() + d;
     while Instant::now() < end {
+        crate::signals::heartbeat();
         if crate::signals::terminating() {
             return false;
         }
@@ -185,11 +186,18 @@ pub fn restart_one(
     let parked_at = Instant::now();
     let parked_wall = SystemTime::now();
     park::park(paths, &found.file)?;
+    // Whatever happens from here (an error, a panic), the manifest goes back.
+    let mut guard = ParkGuard {
+        paths,
+        file: &found.file,
+        armed: true,
+    };
     fail::fail_point!("restart::after-park");
     // (c) hold for fileCheckFrequency and until the old process is gone, bounded by timeout
     let held = hold(&old, opts);
     fail::fail_point!("restart::during-hold");
     let unparked_at = SystemTime::now();
+    guard.armed = false;
     let superseded = matches!(park::unpark(paths, &found.file)?, Unparked::Superseded(_));
     fail::fail_point!("restart::after-unpark");
     held?;
@@ -238,6 +246,7 @@ pub fn restart_one(
                 r.map(|r| r.to_string()).unwrap_or_default()
             ),
         };
+        crate::signals::heartbeat();
         if crate::signals::terminating() {
             return Err(RestartError::Interrupted(c.name()));
         }
@@ -249,6 +258,23 @@ pub fn restart_one(
             });
         }
         std::thread::sleep(opts.poll);
+    }
+}
+
+/// Puts a parked manifest back when dropped while armed (an early return or a panic).
+struct ParkGuard<'a> {
+    paths: &'a NodePaths,
+    file: &'a str,
+    armed: bool,
+}
+
+impl Drop for ParkGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = park::unpark(self.paths, self.file) {
+                tracing::error!("{}: could not move the manifest back: {e:#}", self.file);
+            }
+        }
     }
 }
 
