@@ -248,6 +248,7 @@ impl Settings {
         {
             return Ok(Settings::default());
         }
+        crate::node::yamlguard::check_nesting(text).map_err(|e| anyhow::anyhow!(e))?;
         let f: Fragment = serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         Settings::from_fragment(f)
     }

@@ -158,8 +158,11 @@ pub fn recover_all(
         .iter()
         .filter_map(|c| crate::pki::table::Component::from_name(c))
         .collect();
-    let opts = crate::staticpods::restart::RestartOpts::from_node(paths, settings);
-    match crate::staticpods::restart::restart_all(paths, &comps, &opts, &|_| Vec::new()) {
+    let result =
+        crate::staticpods::restart::RestartOpts::from_node(paths, settings).and_then(|opts| {
+            crate::staticpods::restart::restart_all(paths, &comps, &opts, &|_| Vec::new())
+        });
+    match result {
         Ok(done) => r.actions.extend(
             done.iter()
                 .map(|d| format!("{} restarted", d.component.name())),

@@ -160,8 +160,14 @@ fn prepare(
         cert: ca_cert,
         key: &ca_key.pair,
     };
-    let issued = issue::issue(&l.leaf, key, &ca, now, settings.certificate_validity)
-        .with_context(|| h.name.to_string())?;
+    let issued =
+        issue::issue(&l.leaf, key, &ca, now, settings.certificate_validity).with_context(|| {
+            format!(
+                "{} ({})",
+                paths.show(&crate::pki::material::cert_file(paths, h)),
+                h.name
+            )
+        })?;
     let format = l
         .key_format()
         .ok_or_else(|| anyhow!("{}: unknown key format", h.name))?;

@@ -114,7 +114,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::signals::install();
             let comps = crate::staticpods::restart::parse_components(&ctx.paths, &components)?;
             let opts =
-                crate::staticpods::restart::RestartOpts::from_node(&ctx.paths, &ctx.settings);
+                crate::staticpods::restart::RestartOpts::from_node(&ctx.paths, &ctx.settings)?;
             for r in
                 crate::staticpods::restart::restart_all(&ctx.paths, &comps, &opts, &|_| Vec::new())?
             {

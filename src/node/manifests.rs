@@ -11,6 +11,9 @@ pub enum ManifestError {
     /// Not YAML/JSON, or not shaped like a Pod.
     #[error("not a valid pod manifest: {0}")]
     Parse(#[from] serde_yaml::Error),
+    /// Refused before parsing (pathological nesting).
+    #[error("{0}")]
+    Guard(String),
     /// `metadata.name` is missing or empty.
     #[error("manifest has no metadata.name")]
     NoName,
@@ -126,6 +129,9 @@ fn trim_slashes(p: &str) -> &str {
 
 /// Parses a static pod manifest (YAML, or JSON, which is YAML too).
 pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    if let Err(e) = crate::node::yamlguard::check_nesting(&String::from_utf8_lossy(bytes)) {
+        return Err(ManifestError::Guard(e));
+    }
     let pod: Pod = serde_yaml::from_slice(bytes)?;
     let name = pod
         .metadata

@@ -10,5 +10,7 @@ pub mod kubelet_edit;
 pub mod manifests;
 /// Every path of one node, resolved under a root.
 pub mod paths;
+/// Guards node YAML against pathological nesting before parsing.
+pub mod yamlguard;
 
 pub use paths::NodePaths;

@@ -27,9 +27,9 @@ pub struct RestartOpts {
 
 impl RestartOpts {
     /// From the settings and the kubelet config (0s or absent fileCheckFrequency is 20 s).
-    pub fn from_node(paths: &NodePaths, settings: &crate::config::Settings) -> RestartOpts {
-        let kubelet = kubelet_info(paths);
-        RestartOpts {
+    pub fn from_node(paths: &NodePaths, settings: &crate::config::Settings) -> Result<RestartOpts> {
+        let kubelet = kubelet_info(paths)?;
+        Ok(RestartOpts {
             proc_root: PathBuf::from(crate::staticpods::process::PROC_ROOT),
             min_hold: settings
                 .restart
@@ -37,24 +37,21 @@ impl RestartOpts {
                 .unwrap_or(kubelet.file_check_frequency),
             timeout: settings.restart.timeout,
             poll: Duration::from_millis(200),
-        }
+        })
     }
 }
 
 /// The kubelet config, or its defaults when unreadable.
-pub fn kubelet_info(paths: &NodePaths) -> KubeletConfigInfo {
-    crate::node::fsread::read_node_file(&paths.root, &paths.kubelet_config)
-        .ok()
-        .and_then(|b| parse_kubelet_config(&b).ok())
-        .unwrap_or_else(|| {
-            parse_kubelet_config(b"{}").unwrap_or(KubeletConfigInfo {
-                file_check_frequency: Duration::from_secs(20),
-                healthz_bind_address: "127.0.0.1".into(),
-                healthz_port: 10248,
-                server_tls_bootstrap: None,
-                static_pod_path: None,
-            })
-        })
+pub fn kubelet_info(paths: &NodePaths) -> Result<KubeletConfigInfo> {
+    let p = &paths.kubelet_config;
+    match crate::node::fsread::read_node_file(&paths.root, p) {
+        // No kubelet config: the kubelet's own defaults (fileCheckFrequency 20 s).
+        Err(crate::node::fsread::ReadError::Missing) => {
+            parse_kubelet_config(b"{}").map_err(|e| anyhow!("kubelet defaults: {e}"))
+        }
+        Err(e) => bail!("{}: {e}", paths.show(p)),
+        Ok(b) => parse_kubelet_config(&b).map_err(|e| anyhow!("{}: {e}", paths.show(p))),
+    }
 }
 
 /// A component's manifest file and its parsed contents.
@@ -81,8 +78,12 @@ pub fn find_manifest(paths: &NodePaths, c: Component) -> Result<Option<Found>> {
     }
     for f in files {
         let p = paths.manifests.join(&f);
-        let Ok(bytes) = crate::node::fsread::read_node_file(&paths.root, &p) else {
-            continue;
+        let bytes = match crate::node::fsread::read_node_file(&paths.root, &p) {
+            Ok(b) => b,
+            Err(crate::node::fsread::ReadError::Missing) => continue,
+            // The component's own file must be readable; others may be anything.
+            Err(e) if f == conventional => bail!("{}: {e}", paths.show(&p)),
+            Err(_) => continue,
         };
         match parse_manifest(&bytes) {
             Ok(m) if m.name == c.name() || m.component.as_deref() == Some(c.name()) => {
@@ -343,6 +344,10 @@ pub fn restart_all(
                 c.name()
             ),
             Err(e) => {
+                let e = match e {
+                    RestartError::Other(a) => anyhow!("{a:#}"),
+                    other => anyhow!("{other}"),
+                };
                 // The failure is reported now; recovery must not retry it forever.
                 crate::store::owed::clear(paths)?;
                 tracing::error!(
@@ -423,6 +428,12 @@ fn still_valid(bytes: &[u8], now: time::OffsetDateTime) -> bool {
 
 /// Components named on the command line (`all` = every one with a manifest), in order.
 pub fn parse_components(paths: &NodePaths, names: &[String]) -> Result<Vec<Component>> {
+    if !paths.manifests.is_dir() {
+        bail!(
+            "{}: the manifests directory does not exist (manifestsDir)",
+            paths.show(&paths.manifests)
+        );
+    }
     if names.iter().any(|n| n == "all") {
         return Ok(Component::ORDER
             .into_iter()
