@@ -223,16 +223,8 @@ pub fn restart_one(
                     .any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks)
         });
         let seen = match (&fresh, probe_once(&back)) {
-            (Some(p), Some(r)) if r.is_healthy() => {
-                return Ok(Restarted {
-                    component: c,
-                    old,
-                    new: Some(*p),
-                    downtime: parked_at.elapsed(),
-                    superseded,
-                })
-            }
-            (Some(p), None) => {
+            // A new process, and a healthy probe (or none to ask).
+            (Some(p), r) if r.as_ref().is_none_or(|r| r.is_healthy()) => {
                 return Ok(Restarted {
                     component: c,
                     old,
@@ -242,6 +234,7 @@ pub fn restart_one(
                 })
             }
             (Some(p), Some(r)) => format!("new pid {} started, probe: {r}", p.pid),
+            (Some(p), None) => format!("new pid {} started", p.pid),
             (None, r) => format!(
                 "no new process; probe: {}",
                 r.map(|r| r.to_string()).unwrap_or_default()
