@@ -86,6 +86,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
     },
+    /// A stand-in control-plane component for `demo`: answers HTTP(S) GETs with 200.
+    #[command(hide = true)]
+    Standin {
+        /// The node root (certificate flags are host paths under it).
+        #[arg(long)]
+        node_root: PathBuf,
+        /// host:port to listen on.
+        #[arg(long)]
+        listen: String,
+        /// Plain HTTP instead of HTTPS.
+        #[arg(long)]
+        http: bool,
+        /// The component's own flags.
+        #[arg(last = true)]
+        flags: Vec<String>,
+    },
     /// Write the man page and shell completions into DIR (used by packaging).
     #[command(hide = true)]
     GenerateAssets {

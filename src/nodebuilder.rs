@@ -45,6 +45,11 @@ pub struct NodeSpec {
     pub control_plane_files: bool,
     /// Ports the manifests' probes use: etcd metrics, apiserver, controller-manager, scheduler.
     pub ports: Ports,
+    /// Run every component as `<exe> standin ...` (the demo's stand-ins) instead of its
+    /// real binary; the real flags follow, so the command line still names the files.
+    pub standin: Option<PathBuf>,
+    /// fileCheckFrequency written into the kubelet config (kubeadm writes `0s`).
+    pub file_check_frequency: String,
 }
 
 /// Loopback ports named in the manifests.
@@ -93,6 +98,8 @@ impl NodeSpec {
             external_ca: false,
             control_plane_files: true,
             ports: Ports::default(),
+            standin: None,
+            file_check_frequency: "0s".into(),
         }
     }
 }
@@ -222,18 +229,18 @@ pub fn build(root: &Path, spec: &NodeSpec) -> Result<()> {
     b.kubeconfig(&ca, "scheduler.conf", "system:kube-scheduler", &[], &server)?;
     b.kubelet(&ca, &server)?;
     if spec.control_plane_files {
-        for (name, text) in manifests::all(spec) {
+        for (name, text) in manifests::all(spec, root) {
             b.write(
                 &format!("etc/kubernetes/manifests/{name}.yaml"),
                 &text,
                 0o600,
             )?;
         }
-        b.write(
-            "var/lib/kubelet/config.yaml",
-            manifests::KUBELET_CONFIG,
-            0o644,
-        )?;
+        let kubelet = manifests::KUBELET_CONFIG.replace(
+            "fileCheckFrequency: 0s",
+            &format!("fileCheckFrequency: {}", spec.file_check_frequency),
+        );
+        b.write("var/lib/kubelet/config.yaml", &kubelet, 0o644)?;
     }
     if spec.external_ca {
         std::fs::remove_file(root.join("etc/kubernetes/pki/ca.key")).context("removing ca.key")?;

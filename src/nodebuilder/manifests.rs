@@ -52,17 +52,19 @@ volumeStatsAggPeriod: 0s
 ";
 
 /// (component name, manifest text) for the four control-plane components.
-pub fn all(spec: &NodeSpec) -> Vec<(&'static str, String)> {
+pub fn all(spec: &NodeSpec, root: &std::path::Path) -> Vec<(&'static str, String)> {
+    let sx: Sx<'_> = spec.standin.as_deref().map(|exe| (exe, root));
     let adv = spec.advertise.to_string();
     let p = spec.ports;
     let mut out = vec![
         (
             "kube-apiserver",
-            apiserver(&adv, p.apiserver, p.etcd_client, spec.external_etcd),
+            apiserver(sx, &adv, p.apiserver, p.etcd_client, spec.external_etcd),
         ),
         (
             "kube-controller-manager",
             simple(
+                sx,
                 "kube-controller-manager",
                 p.controller_manager,
                 &controller_manager_args(),
@@ -70,7 +72,7 @@ pub fn all(spec: &NodeSpec) -> Vec<(&'static str, String)> {
         ),
         (
             "kube-scheduler",
-            simple("kube-scheduler", p.scheduler, &scheduler_args()),
+            simple(sx, "kube-scheduler", p.scheduler, &scheduler_args()),
         ),
     ];
     if !spec.external_etcd {
@@ -79,6 +81,7 @@ pub fn all(spec: &NodeSpec) -> Vec<(&'static str, String)> {
             (
                 "etcd",
                 etcd(
+                    sx,
                     &spec.node_name,
                     &adv,
                     p.etcd_client,
@@ -91,15 +94,41 @@ pub fn all(spec: &NodeSpec) -> Vec<(&'static str, String)> {
     out
 }
 
+/// (stand-in executable, node root) when building a demo node's manifests.
+type Sx<'a> = Option<(&'a std::path::Path, &'a std::path::Path)>;
+
+/// The demo's stand-in command line for a component: the real flags follow `--`.
+fn standin_command(sx: Sx<'_>, command: &[String], scheme: &str, port: u16) -> Vec<String> {
+    let Some((exe, root)) = sx else {
+        return command.to_vec();
+    };
+    let mut v = vec![
+        exe.display().to_string(),
+        "standin".into(),
+        "--node-root".into(),
+        root.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    if scheme == "HTTP" {
+        v.push("--http".into());
+    }
+    v.push("--".into());
+    v.extend(command.iter().cloned());
+    v
+}
+
 fn pod(
+    sx: Sx<'_>,
     name: &str,
     command: &[String],
     probe: (&str, &str, u16, &str),
     volumes: &[(&str, &str)],
 ) -> String {
     let (host, scheme, port, path) = probe;
+    let command = standin_command(sx, command, scheme, port);
     let mut cmd = String::new();
-    for c in command {
+    for c in &command {
         cmd.push_str(&format!("    - {c}\n"));
     }
     let mut mounts = String::new();
@@ -120,7 +149,7 @@ fn pod(
     )
 }
 
-fn etcd(node: &str, adv: &str, client: u16, peer: u16, metrics: u16) -> String {
+fn etcd(sx: Sx<'_>, node: &str, adv: &str, client: u16, peer: u16, metrics: u16) -> String {
     let pki = "/etc/kubernetes/pki/etcd";
     let cmd: Vec<String> = vec![
         "etcd".into(),
@@ -144,6 +173,7 @@ fn etcd(node: &str, adv: &str, client: u16, peer: u16, metrics: u16) -> String {
     ];
     let _ = adv;
     pod(
+        sx,
         "etcd",
         &cmd,
         ("127.0.0.1", "HTTP", metrics, "/livez"),
@@ -151,7 +181,7 @@ fn etcd(node: &str, adv: &str, client: u16, peer: u16, metrics: u16) -> String {
     )
 }
 
-fn apiserver(adv: &str, port: u16, etcd: u16, external_etcd: bool) -> String {
+fn apiserver(sx: Sx<'_>, adv: &str, port: u16, etcd: u16, external_etcd: bool) -> String {
     let k = "/etc/kubernetes/pki";
     let mut cmd: Vec<String> = vec![
         "kube-apiserver".into(),
@@ -177,7 +207,7 @@ fn apiserver(adv: &str, port: u16, etcd: u16, external_etcd: bool) -> String {
         "--requestheader-allowed-names=front-proxy-client".into(),
         format!("--requestheader-client-ca-file={k}/front-proxy-ca.crt"),
         format!("--secure-port={port}"),
-        format!("--service-account-issuer=https://kubernetes.default.svc.cluster.local"),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
         format!("--service-account-key-file={k}/sa.pub"),
         format!("--service-account-signing-key-file={k}/sa.key"),
         "--service-cluster-ip-range=10.96.0.0/12".into(),
@@ -185,6 +215,7 @@ fn apiserver(adv: &str, port: u16, etcd: u16, external_etcd: bool) -> String {
         format!("--tls-private-key-file={k}/apiserver.key"),
     ]);
     pod(
+        sx,
         "kube-apiserver",
         &cmd,
         (adv, "HTTPS", port, "/livez"),
@@ -223,7 +254,7 @@ fn scheduler_args() -> Vec<String> {
     ]
 }
 
-fn simple(name: &str, port: u16, args: &[String]) -> String {
+fn simple(sx: Sx<'_>, name: &str, port: u16, args: &[String]) -> String {
     let mut args = args.to_vec();
     args.push(format!("--secure-port={port}"));
     let conf = if name == "kube-scheduler" {
@@ -236,7 +267,13 @@ fn simple(name: &str, port: u16, args: &[String]) -> String {
     if name == "kube-controller-manager" {
         vols.push(("k8s-certs", "/etc/kubernetes/pki"));
     }
-    let text = pod(name, &args, ("127.0.0.1", "HTTPS", port, "/healthz"), &vols);
+    let text = pod(
+        sx,
+        name,
+        &args,
+        ("127.0.0.1", "HTTPS", port, "/healthz"),
+        &vols,
+    );
     // kubeconfigs are mounted as single files (FileOrCreate), as kubeadm does.
     text.replace(
         "  volumes:\n",
