@@ -8,6 +8,8 @@ mod hostile_support;
 
 #[path = "hostile/inputs.rs"]
 mod inputs;
+#[path = "hostile/kubelet.rs"]
+mod kubelet;
 #[path = "hostile/pki.rs"]
 mod pki;
 #[path = "hostile/required.rs"]
@@ -67,4 +69,17 @@ fn either(node: &Node, args: &[&str], needles: Needles, ok: impl FnOnce(&Node, &
 fn assert_verifies(node: &Node) {
     let out = openssl(&["verify", "-CAfile", s(&node.p(CA_CRT)), s(&node.p(CRT))]);
     assert!(String::from_utf8_lossy(&out).trim().ends_with(": OK"));
+}
+
+/// Nine levels of nine aliases each: 9^9 strings if expanded.
+fn alias_bomb(last: &str) -> String {
+    let mut y = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    for w in names.windows(2) {
+        let refs = vec![format!("*{}", w[0]); 9].join(",");
+        y.push_str(&format!("{}: &{} [{refs}]\n", w[1], w[1]));
+    }
+    y + last
 }

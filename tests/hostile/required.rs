@@ -62,19 +62,6 @@ fn kubeconfig_context_names_missing_user() {
     expect_failure(&n, None, CHECK, &[&[ADMIN], &["ghost"]]);
 }
 
-/// Nine levels of nine aliases each: 9^9 strings if expanded.
-fn alias_bomb(last: &str) -> String {
-    let mut y = String::from(
-        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
-    );
-    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
-    for w in names.windows(2) {
-        let refs = vec![format!("*{}", w[0]); 9].join(",");
-        y.push_str(&format!("{}: &{} [{refs}]\n", w[1], w[1]));
-    }
-    y + last
-}
-
 #[test]
 fn config_alias_bomb() {
     let n = Node::new();
