@@ -204,8 +204,12 @@ pub fn repair(paths: &NodePaths, now: OffsetDateTime) -> Result<Repair> {
     let refuse = |why: String| anyhow!("{host}: not repaired, nothing changed: {why}");
 
     let text = read_text(&paths.root, &file).with_context(|| host.clone())?;
+    crate::node::yamlguard::check_nesting(&text).map_err(refuse)?;
     let doc: Value =
         serde_yaml::from_str(&text).map_err(|e| refuse(format!("not a valid kubeconfig: {e}")))?;
+    for list in ["clusters", "contexts", "users"] {
+        crate::pki::kubeconfig::unique_names(&doc, list).map_err(|e| refuse(e.to_string()))?;
+    }
     let (user, m) = current_user(&doc).map_err(|e| refuse(format!("{e:#}")))?;
     match (field(m, CERT_DATA), field(m, KEY_DATA)) {
         (None, None) => {

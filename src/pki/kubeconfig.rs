@@ -43,7 +43,7 @@ fn named<'a>(doc: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
 }
 
 /// Refuse a list with two entries of the same name: which one a client uses is undefined.
-fn unique_names(doc: &Value, list: &str) -> Result<(), KubeconfigError> {
+pub fn unique_names(doc: &Value, list: &str) -> Result<(), KubeconfigError> {
     let Some(seq) = doc.get(list).and_then(Value::as_sequence) else {
         return Ok(());
     };
