@@ -144,8 +144,15 @@ fn duration(key: &str, v: &str) -> Result<Duration> {
     if d.is_zero() {
         bail!("{key}: duration must be positive, got {v:?}");
     }
+    // Certificates cannot be dated past 9999; no setting needs more than a century.
+    if d > MAX_DURATION {
+        bail!("{key}: {v:?} is longer than 100 years");
+    }
     Ok(d)
 }
+
+/// The longest duration any setting accepts.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 fn abs_path(key: &str, v: String) -> Result<String> {
     if !v.starts_with('/') {
@@ -241,6 +248,7 @@ impl Settings {
         {
             return Ok(Settings::default());
         }
+        crate::node::yamlguard::check_nesting(text).map_err(|e| anyhow::anyhow!(e))?;
         let f: Fragment = serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         Settings::from_fragment(f)
     }
@@ -279,16 +287,8 @@ impl Settings {
 
 /// Read a UTF-8 text file of at most [`MAX_CONFIG_BYTES`].
 fn read_capped(path: &Path) -> std::io::Result<String> {
-    use std::io::{Error, ErrorKind, Read};
-    let f = std::fs::File::open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(Error::new(ErrorKind::InvalidData, "not a regular file"));
-    }
-    let mut buf = Vec::new();
-    f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(Error::new(ErrorKind::InvalidData, "larger than 1 MiB"));
-    }
+    use std::io::{Error, ErrorKind};
+    let buf = crate::node::fsread::read_regular(path, MAX_CONFIG_BYTES)?;
     String::from_utf8(buf).map_err(|_| Error::new(ErrorKind::InvalidData, "not valid UTF-8"))
 }
 

@@ -3,7 +3,6 @@
 //! S-alpha: flat `<csr-dir>/<name>.key` and `.csr`). `install-signed` verifies what the
 //! external CA returned and installs it with the same backup and atomic rules as a renewal.
 
-use crate::node::fsread::read_node_file;
 use crate::node::NodePaths;
 use crate::pki::inspect::{self, CertInfo, KeyAlg};
 use crate::pki::issue::{self, subject_of};
@@ -115,7 +114,11 @@ pub fn prepare_install(paths: &NodePaths, scan: &Scan, name: &str, dir: &Path) -
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
     );
-    let read = |p: &Path| read_node_file(&paths.root, p).map_err(|e| FileProblem::new(paths, p, e));
+    // The CSR directory is the operator's, given on the command line, not a node path.
+    let read = |p: &Path| {
+        crate::node::fsread::read_regular(p, crate::node::fsread::MAX_NODE_FILE)
+            .map_err(|e| FileProblem::new(paths, p, e))
+    };
     let crt_bytes = read(&crt_path)?;
     let mut chain =
         inspect::parse_cert_file(&crt_bytes).map_err(|e| FileProblem::new(paths, &crt_path, e))?;
@@ -147,11 +150,12 @@ pub fn install(
     names: &[String],
     dir: &Path,
     now: OffsetDateTime,
+    owe_restarts: bool,
 ) -> Result<crate::renew::Outcome> {
     let prepared = names
         .iter()
         .map(|n| prepare_install(paths, scan, n, dir))
         .collect::<Result<Vec<_>>>()?;
     fail::fail_point!("install-signed::before-commit");
-    crate::renew::commit(paths, &prepared, now)
+    crate::renew::commit(paths, &prepared, now, owe_restarts)
 }

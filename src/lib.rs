@@ -12,6 +12,8 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// Man pages and shell completions generated from the CLI (packaging).
+pub mod assets;
 /// Command-line definitions (also feed the man page and completions).
 pub mod cli;
 /// Command dispatch: each subcommand's run function.
@@ -26,8 +28,12 @@ pub mod daemon;
 pub mod demo;
 /// Stable errors that callers branch on.
 pub mod error;
+/// kubelet.conf's pre-1.17 embedded client certificate: detection and repair.
+pub mod kubelet_conf;
 /// tracing setup, journald fields and MESSAGE_IDs.
 pub mod logging;
+/// The node_exporter textfile: x509 and kubeadm-certd metrics.
+pub mod metrics;
 /// Paths, static pod manifests and kubelet config of one node.
 pub mod node;
 /// Builds kubeadm-shaped nodes in a directory (demo and tests).
@@ -54,10 +60,12 @@ pub mod standin;
 pub mod staticpods;
 /// Atomic writes, backups, the lock and the commit journal.
 pub mod store;
+/// `systemctl` on PATH, and waiting for the kubelet to be healthy.
+pub mod systemd;
 /// Byte-preserving single-value edits of YAML documents.
 pub mod yamledit;
 
 /// Hook for `generate-assets` (man page and completions); see the packaging.
 pub fn assets_hook(dir: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::bail!("{}: asset generation is not built in yet", dir.display())
+    assets::generate_assets(dir)
 }

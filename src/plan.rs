@@ -190,8 +190,13 @@ fn decide(
         ));
     }
     if loaded.leaf.key_alg.is_none() {
+        let cert = loaded
+            .files()
+            .last()
+            .map(|p| scan.root.host_path(p).display().to_string())
+            .unwrap_or_default();
         return Decision::Refuse(format!(
-            "{}: unsupported key algorithm (kubeadm uses RSA or ECDSA P-256)",
+            "{cert}: unsupported key algorithm for {} (kubeadm uses RSA-2048/3072/4096 or ECDSA P-256; Ed25519 and others cannot be renewed here)",
             h.name
         ));
     }

@@ -16,7 +16,7 @@ use crate::pki::keys;
 use crate::pki::material::{cert_file, key_file};
 use crate::pki::table::{Location, HANDLERS};
 use crate::store::{atomic, backup, journal};
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 /// What recovery did, one line per action, for the log and the terminal.
 #[derive(Debug, Default)]
@@ -88,7 +88,9 @@ fn repair_pair(
     }
     for dir in backup::list(paths) {
         let old_key = backup::backup_path(paths, &dir, key);
-        if let Ok(b) = std::fs::read(&old_key) {
+        if let Ok(b) =
+            crate::node::fsread::read_regular(&old_key, crate::node::fsread::MAX_NODE_FILE)
+        {
             if spki_of_key(&b).as_ref() == Some(&cs) {
                 atomic::write_atomic(key, &b, 0o600)?;
                 return Ok(Some(format!(
@@ -99,7 +101,9 @@ fn repair_pair(
             }
         }
         let old_crt = backup::backup_path(paths, &dir, crt);
-        if let Ok(b) = std::fs::read(&old_crt) {
+        if let Ok(b) =
+            crate::node::fsread::read_regular(&old_crt, crate::node::fsread::MAX_NODE_FILE)
+        {
             if spki_of_cert(&b).as_ref() == Some(&ks) {
                 atomic::write_atomic(crt, &b, 0o644)?;
                 return Ok(Some(format!(
@@ -115,4 +119,98 @@ fn repair_pair(
         paths.show(crt),
         paths.show(key)
     )
+}
+
+/// Everything recovery does, in order: parked manifests back, the renewal side, then restarts
+/// a crashed commit still owed (when `restarts` is set and restarts are enabled).
+pub fn recover_all(
+    paths: &NodePaths,
+    settings: &crate::config::Settings,
+    restarts: bool,
+) -> Result<Recovered> {
+    let mut r = Recovered::default();
+    r.actions
+        .extend(crate::staticpods::park::recover_parked(paths)?);
+    let pki = recover_pki(paths)?;
+    r.actions.extend(pki.actions);
+    r.problems.extend(pki.problems);
+    for p in remove_backup_strays(paths)? {
+        r.actions
+            .push(format!("removed unfinished backup copy {}", paths.show(&p)));
+    }
+    let owed = crate::store::owed::read(paths);
+    if owed.is_empty() || !restarts {
+        return Ok(r);
+    }
+    if !settings.restart.enabled {
+        crate::store::owed::clear(paths)?;
+        r.problems.push(format!(
+            "an interrupted run owed restarts of {}; restart.enabled is false, so restart them yourself",
+            owed.join(", ")
+        ));
+        return Ok(r);
+    }
+    r.actions.push(format!(
+        "restarting {} (owed by an interrupted run)",
+        owed.join(", ")
+    ));
+    let comps: Vec<_> = owed
+        .iter()
+        .filter_map(|c| crate::pki::table::Component::from_name(c))
+        .collect();
+    let result =
+        crate::staticpods::restart::RestartOpts::from_node(paths, settings).and_then(|opts| {
+            crate::staticpods::restart::restart_all(paths, &comps, &opts, &|_| Vec::new())
+        });
+    match result {
+        Ok(done) => r.actions.extend(
+            done.iter()
+                .map(|d| format!("{} restarted", d.component.name())),
+        ),
+        Err(e) => r.problems.push(format!("{e:#}")),
+    }
+    Ok(r)
+}
+
+/// Staged copies left in the backups by a crash mid backup: half files, possibly holding half a
+/// key. The backup's other files are complete (each was written atomically).
+fn remove_backup_strays(paths: &NodePaths) -> Result<Vec<std::path::PathBuf>> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&p, out),
+                Ok(t)
+                    if t.is_file() && atomic::is_staged_name(&e.file_name().to_string_lossy()) =>
+                {
+                    out.push(p)
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&paths.backups(), &mut found);
+    walk_state_top(paths, &mut found);
+    for p in &found {
+        std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+    }
+    Ok(found)
+}
+
+/// Half-written state files (journal, owed restarts) at the top of the state dir.
+fn walk_state_top(paths: &NodePaths, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(&paths.state) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file())
+            && atomic::is_staged_name(&e.file_name().to_string_lossy())
+        {
+            out.push(e.path());
+        }
+    }
 }

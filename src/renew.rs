@@ -91,6 +91,7 @@ pub fn apply(
     plan: &Plan,
     settings: &Settings,
     now: OffsetDateTime,
+    owe_restarts: bool,
 ) -> Result<Outcome> {
     let items: Vec<(&Loaded, OffsetDateTime)> = plan
         .items
@@ -110,11 +111,11 @@ pub fn apply(
     let mut ca_keys: BTreeMap<CaId, PrivateKey> = BTreeMap::new();
     for (l, _) in &items {
         let id = l.handler.ca;
-        if !ca_keys.contains_key(&id) {
+        if let std::collections::btree_map::Entry::Vacant(e) = ca_keys.entry(id) {
             let ca = scan
                 .ca(id)
                 .ok_or_else(|| anyhow!("{} is not loaded", id.name()))?;
-            ca_keys.insert(id, load_ca_key(paths, ca)?);
+            e.insert(load_ca_key(paths, ca)?);
         }
     }
     let algs: Vec<KeyAlg> = items
@@ -130,7 +131,7 @@ pub fn apply(
     for (((l, _), key), alg) in items.iter().zip(&new_keys).zip(&algs) {
         prepared.push(prepare(paths, scan, l, key, *alg, &ca_keys, settings, now)?);
     }
-    commit(paths, &prepared, now)
+    commit(paths, &prepared, now, owe_restarts)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -159,8 +160,14 @@ fn prepare(
         cert: ca_cert,
         key: &ca_key.pair,
     };
-    let issued = issue::issue(&l.leaf, key, &ca, now, settings.certificate_validity)
-        .with_context(|| format!("{}", h.name))?;
+    let issued =
+        issue::issue(&l.leaf, key, &ca, now, settings.certificate_validity).with_context(|| {
+            format!(
+                "{} ({})",
+                paths.show(&crate::pki::material::cert_file(paths, h)),
+                h.name
+            )
+        })?;
     let format = l
         .key_format()
         .ok_or_else(|| anyhow!("{}: unknown key format", h.name))?;
@@ -189,19 +196,35 @@ fn prepare(
 }
 
 /// Back up, stage, journal, rename, clear the journal.
-pub fn commit(paths: &NodePaths, prepared: &[Prepared], now: OffsetDateTime) -> Result<Outcome> {
+pub fn commit(
+    paths: &NodePaths,
+    prepared: &[Prepared],
+    now: OffsetDateTime,
+    owe_restarts: bool,
+) -> Result<Outcome> {
     let dir = backup::new_dir(paths, now)?;
     let files: Vec<PathBuf> = prepared.iter().flat_map(|p| p.old_files.clone()).collect();
     backup::copy_into(paths, &dir, &files)?;
     fail::fail_point!("renew::after-backup");
     let mut entries = Vec::new();
-    for p in prepared {
-        for c in &p.changes {
-            let staged = atomic::stage(&c.target, &c.contents, c.mode)?;
-            entries.push(journal::Entry {
-                target: paths.show(&c.target),
-                staged: paths.show(&staged),
-            });
+    let mut staged_files = Vec::new();
+    for c in prepared.iter().flat_map(|p| &p.changes) {
+        match atomic::stage(&c.target, &c.contents, c.mode) {
+            Ok(staged) => {
+                entries.push(journal::Entry {
+                    target: paths.show(&c.target),
+                    staged: paths.show(&staged),
+                });
+                staged_files.push(staged);
+            }
+            Err(e) => {
+                // Nothing was committed: leave no temp file behind (a full disk, a read-only
+                // filesystem).
+                for f in &staged_files {
+                    let _ = std::fs::remove_file(f);
+                }
+                return Err(e);
+            }
         }
     }
     let j = journal::Journal {
@@ -209,6 +232,14 @@ pub fn commit(paths: &NodePaths, prepared: &[Prepared], now: OffsetDateTime) -> 
         entries,
     };
     journal::write(paths, &j)?;
+    if owe_restarts {
+        // Before any rename: a crash from here on leaves restarts that recovery carries out.
+        let changed: Vec<(&Handler, Vec<String>)> = prepared
+            .iter()
+            .map(|p| (p.renewed.handler, p.renewed.files.clone()))
+            .collect();
+        crate::store::owed::write(paths, &crate::restart_plan::for_changes(paths, &changed))?;
+    }
     fail::fail_point!("renew::after-stage");
     for e in &j.entries {
         atomic::commit(

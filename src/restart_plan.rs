@@ -113,7 +113,7 @@ pub fn restart_after(
         .iter()
         .filter_map(|n| Component::from_name(n))
         .collect();
-    let opts = crate::staticpods::restart::RestartOpts::from_node(paths, settings);
+    let opts = crate::staticpods::restart::RestartOpts::from_node(paths, settings)?;
     crate::staticpods::restart::restart_all(paths, &comps, &opts, &|c| {
         rollback_for(paths, outcome, c)
     })?;

@@ -34,3 +34,15 @@ pub fn terminating() -> bool {
 pub fn request_termination() {
     TERMINATE.store(true, Ordering::SeqCst);
 }
+
+static PROGRESS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Note that long-running work is still making progress (fed to the watchdog).
+pub fn heartbeat() {
+    PROGRESS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The progress counter.
+pub fn progress() -> u64 {
+    PROGRESS.load(Ordering::Relaxed)
+}

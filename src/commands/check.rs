@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 pub fn run(ctx: &Ctx, output: Output, now: OffsetDateTime) -> Result<()> {
     // Recover only when no other run holds the lock: a running daemon owns its own state.
     if let Ok(_l) = crate::store::lock::acquire(&ctx.paths.lock_file()) {
-        ctx.recover()?;
+        ctx.recover(false)?;
     }
     let scan = crate::scan::scan(&ctx.paths);
     let r = match report::build::build(&scan, now, ctx.settings.renew_before) {

@@ -39,15 +39,13 @@ impl Ctx {
     /// Take the lock and finish whatever an interrupted run left.
     pub fn lock_and_recover(&self) -> Result<Lock> {
         let l = lock::acquire(&self.paths.lock_file())?;
-        self.recover()?;
+        self.recover(true)?;
         Ok(l)
     }
 
-    fn recover(&self) -> Result<()> {
-        for a in crate::staticpods::park::recover_parked(&self.paths)? {
-            tracing::warn!(ACTION = "recover", "{a}");
-        }
-        let r = crate::recover::recover_pki(&self.paths)?;
+    /// Recover, logging what was done; `restarts` also carries out owed restarts.
+    pub fn recover(&self, restarts: bool) -> Result<()> {
+        let r = crate::recover::recover_all(&self.paths, &self.settings, restarts)?;
         for a in r.actions {
             tracing::warn!(ACTION = "recover", "{a}");
         }
@@ -94,10 +92,8 @@ pub fn run(cli: Cli) -> Result<()> {
         } => renew::install_signed(&ctx, &csr_dir, &names, no_restart, now()),
         Command::Recover => {
             let _l = lock::acquire(&ctx.paths.lock_file())?;
-            for a in crate::staticpods::park::recover_parked(&ctx.paths)? {
-                println!("{a}");
-            }
-            let r = crate::recover::recover_pki(&ctx.paths)?;
+            crate::signals::install();
+            let r = crate::recover::recover_all(&ctx.paths, &ctx.settings, true)?;
             if r.actions.is_empty() && r.problems.is_empty() {
                 println!("Nothing to recover.");
             }
@@ -118,7 +114,7 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::signals::install();
             let comps = crate::staticpods::restart::parse_components(&ctx.paths, &components)?;
             let opts =
-                crate::staticpods::restart::RestartOpts::from_node(&ctx.paths, &ctx.settings);
+                crate::staticpods::restart::RestartOpts::from_node(&ctx.paths, &ctx.settings)?;
             for r in
                 crate::staticpods::restart::restart_all(&ctx.paths, &comps, &opts, &|_| Vec::new())?
             {

@@ -143,7 +143,8 @@ pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
     // All or nothing: a refused certificate stops the whole command before anything is
     // written, so bad input leaves the node as it was.
     refusals(&plan)?;
-    let outcome = crate::renew::apply(&ctx.paths, &scan, &plan, &ctx.settings, now)?;
+    let owe = !args.no_restart && ctx.settings.restart.enabled;
+    let outcome = crate::renew::apply(&ctx.paths, &scan, &plan, &ctx.settings, now, owe)?;
     for i in &plan.items {
         if let Some(l) = item_line(i, now) {
             println!("{l}");
@@ -218,7 +219,8 @@ pub fn install_signed(
     if names.is_empty() {
         bail!("{}: no signed <name>.crt found", dir.display());
     }
-    let outcome = crate::csr::install(&ctx.paths, &scan, &names, dir, now)?;
+    let owe = !no_restart && ctx.settings.restart.enabled;
+    let outcome = crate::csr::install(&ctx.paths, &scan, &names, dir, now, owe)?;
     for r in &outcome.renewed {
         println!(
             "{} installed, valid until {}",

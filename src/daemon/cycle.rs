@@ -42,7 +42,7 @@ pub fn kubeadm_running(proc_root: &Path) -> Option<i32> {
 pub fn run(
     paths: &NodePaths,
     settings: &Settings,
-    counters: &mut super::shim::Counters,
+    counters: &mut crate::metrics::Counters,
     now: OffsetDateTime,
 ) -> CycleReport {
     let mut rep = CycleReport::default();
@@ -81,7 +81,7 @@ pub fn run(
         }
     }
     if plan.renewing().next().is_some() {
-        match crate::renew::apply(paths, &scan, &plan, settings, now) {
+        match crate::renew::apply(paths, &scan, &plan, settings, now, settings.restart.enabled) {
             Ok(outcome) => {
                 rep.renewed = outcome.renewed.len();
                 for r in &outcome.renewed {
@@ -123,13 +123,15 @@ pub fn run(
         scan
     };
     warn_runway(&scan, settings, now);
-    if let Some(t) = super::shim::detect(paths).filter(|_| logging::once_a_day("kubelet.conf")) {
+    if let Some(t) =
+        crate::kubelet_conf::detect(paths).filter(|_| logging::once_a_day("kubelet.conf"))
+    {
         tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_PATH = %paths.show(&paths.kubeconfigs.join("kubelet.conf")), "{t}");
     }
     if let Some(file) = &settings.metrics_textfile {
         let target = paths.root.resolve(file);
-        let text = super::shim::render(&scan, counters, now);
-        match super::shim::write_textfile(&target, &text) {
+        let text = crate::metrics::render(&scan, counters, now);
+        match crate::metrics::write_textfile(&target, &text) {
             Ok(()) => rep.written.push(file.clone()),
             Err(e) => tracing::warn!("metrics textfile {file}: {e:#}"),
         }

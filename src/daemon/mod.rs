@@ -6,8 +6,6 @@
 pub mod cycle;
 /// sd_notify wrapper.
 pub mod notify;
-/// Stand-ins until metrics land.
-mod shim;
 /// Daemon-only configuration checks.
 pub mod validate;
 /// Directory watches.
@@ -38,20 +36,47 @@ fn splay(jitter: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=jitter.as_millis() as u64))
 }
 
-async fn cycle(ctx: &Ctx, counters: &mut shim::Counters) -> Result<cycle::CycleReport> {
+async fn cycle(ctx: &Ctx, counters: &mut crate::metrics::Counters) -> Result<cycle::CycleReport> {
     let (paths, settings, mut c) = (
         ctx.paths.clone(),
         ctx.settings.clone(),
         std::mem::take(counters),
     );
-    let (rep, c) = tokio::task::spawn_blocking(move || {
+    let started = std::time::Instant::now();
+    let mut task = tokio::task::spawn_blocking(move || {
         let rep = cycle::run(&paths, &settings, &mut c, crate::commands::now());
         (rep, c)
-    })
-    .await
-    .context("the cycle panicked")?;
-    *counters = c;
-    Ok(rep)
+    });
+    // The watchdog keeps being fed while a cycle runs (restarts can take minutes), but only
+    // while the cycle shows progress, so a hung cycle still trips it.
+    let wd = notify::watchdog_interval();
+    let mut tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
+    let mut seen = crate::signals::progress();
+    let joined = loop {
+        tokio::select! {
+            r = &mut task => break r,
+            _ = tick.tick(), if wd.is_some() => {
+                let now = crate::signals::progress();
+                if now != seen || started.elapsed() < Duration::from_secs(60) {
+                    notify::watchdog();
+                }
+                seen = now;
+            }
+        }
+    };
+    match joined {
+        Ok((rep, c)) => {
+            *counters = c;
+            Ok(rep)
+        }
+        Err(e) => {
+            // A panic unwound through the restart guard, which puts manifests back; make sure.
+            if let Err(r) = crate::staticpods::park::recover_parked(&ctx.paths) {
+                tracing::error!("moving parked manifests back: {r:#}");
+            }
+            Err(anyhow::anyhow!("the cycle panicked: {e}"))
+        }
+    }
 }
 
 async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -> Result<()> {
@@ -70,10 +95,10 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
         }
         crate::signals::request_termination();
     });
-    if let Err(e) = shim::apply_setting(&ctx) {
+    if let Err(e) = crate::commands::kubelet::apply_setting(&ctx) {
         tracing::error!("kubelet serverTLSBootstrap: {e:#}");
     }
-    let mut counters = shim::Counters::default();
+    let mut counters = crate::metrics::Counters::default();
     let rep = cycle(&ctx, &mut counters).await?;
     tracing::info!("{}", rep.status);
     if crate::signals::terminating() {
@@ -129,7 +154,11 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     Ok(())
 }
 
-async fn run_and_report(ctx: &Ctx, counters: &mut shim::Counters, events: &mut watch::Events) {
+async fn run_and_report(
+    ctx: &Ctx,
+    counters: &mut crate::metrics::Counters,
+    events: &mut watch::Events,
+) {
     // A change by someone else during a cycle gets a cycle of its own (bounded, so a tool
     // rewriting files in a loop cannot keep the daemon busy forever).
     for _ in 0..3 {

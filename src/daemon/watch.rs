@@ -65,7 +65,7 @@ fn dirs(paths: &NodePaths) -> Vec<PathBuf> {
 pub fn drain_own(events: &mut Events, written: &[String]) -> Vec<String> {
     let mut foreign = Vec::new();
     while let Ok(p) = events.try_recv() {
-        if !written.iter().any(|w| *w == p) {
+        if !written.contains(&p) {
             foreign.push(p);
         }
     }

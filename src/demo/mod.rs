@@ -93,7 +93,11 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     wait_healthy(&root.join("etc/kubernetes/manifests"))?;
     let result = (|| -> Result<()> {
         step(&exe, &root, &["check-expiration"])?;
-        //KS step(&exe, &root, &["kubelet-serving-certs", "enable", "--no-restart"])?;
+        step(
+            &exe,
+            &root,
+            &["kubelet-serving-certs", "enable", "--no-restart"],
+        )?;
         step(&exe, &root, &["run", "--once"])?;
         step(&exe, &root, &["check-expiration"])
     })();

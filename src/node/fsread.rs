@@ -3,6 +3,7 @@
 
 use crate::node::paths::Root;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Certificates, keys and kubeconfigs are small; anything larger is refused unread.
@@ -35,10 +36,19 @@ pub fn read_node_file(root: &Root, path: &Path) -> Result<Vec<u8>, ReadError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
         Err(e) => return Err(ReadError::Io(e)),
     };
-    if meta.file_type().is_symlink() && !root.contains_real(path)? {
+    // Any component may be a symlink (a linked pki/etcd directory), not only the last one: the
+    // real location must stay under the root, or kubeadm-certd would read and write elsewhere.
+    let _ = meta;
+    if !root.contains_real(path)? {
         return Err(ReadError::OutsideRoot);
     }
-    let f = match std::fs::File::open(path) {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. The
+    // type is checked on the opened descriptor, so a swap after the check cannot fool it.
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
         Err(e) => return Err(ReadError::Io(e)),
@@ -61,4 +71,33 @@ pub fn read_node_file(root: &Root, path: &Path) -> Result<Vec<u8>, ReadError> {
 /// Whether a path exists (without following a final symlink's target).
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Read a regular file of at most `max` bytes without following it into a FIFO or device.
+/// For files outside the node tree (config files, our own state).
+pub fn read_regular(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidData, "not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    let mut buf = Vec::new();
+    f.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(buf)
 }

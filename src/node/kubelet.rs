@@ -33,6 +33,9 @@ pub enum KubeletConfigError {
     /// Not YAML/JSON, or a field has the wrong type.
     #[error("not a valid kubelet config: {0}")]
     Parse(#[from] serde_yaml::Error),
+    /// Refused before parsing (pathological nesting).
+    #[error("{0}")]
+    Guard(String),
     /// `kind` is present but is not KubeletConfiguration.
     #[error("kind is {0:?}, expected KubeletConfiguration")]
     WrongKind(String),
@@ -80,6 +83,9 @@ struct RawConfig {
 
 /// Parses a `KubeletConfiguration` (YAML or JSON) and applies the kubelet's defaults.
 pub fn parse_kubelet_config(bytes: &[u8]) -> Result<KubeletConfigInfo, KubeletConfigError> {
+    if let Err(e) = crate::node::yamlguard::check_nesting(&String::from_utf8_lossy(bytes)) {
+        return Err(KubeletConfigError::Guard(e));
+    }
     let raw: RawConfig = serde_yaml::from_slice(bytes)?;
     if let Some(kind) = raw.kind.filter(|k| k != "KubeletConfiguration") {
         return Err(KubeletConfigError::WrongKind(kind));

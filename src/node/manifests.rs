@@ -11,6 +11,9 @@ pub enum ManifestError {
     /// Not YAML/JSON, or not shaped like a Pod.
     #[error("not a valid pod manifest: {0}")]
     Parse(#[from] serde_yaml::Error),
+    /// Refused before parsing (pathological nesting).
+    #[error("{0}")]
+    Guard(String),
     /// `metadata.name` is missing or empty.
     #[error("manifest has no metadata.name")]
     NoName,
@@ -101,15 +104,10 @@ impl Manifest {
             };
             trim_slashes(value) == wanted
         });
-        in_args
-            || self.host_paths.iter().any(|dir| {
-                let dir = trim_slashes(dir);
-                // Compare whole path components: /etc/kubernetes/pki must not match /etc/kubernetes/pki2.
-                dir == wanted
-                    || wanted
-                        .strip_prefix(dir)
-                        .is_some_and(|rest| rest.starts_with('/') || dir.is_empty())
-            })
+        // A hostPath counts only when it is the file itself (kubeconfigs are mounted as single
+        // files). A directory mount such as /etc/kubernetes/pki holds every certificate, so it
+        // says nothing about which ones the component reads; its flags do.
+        in_args || self.host_paths.iter().any(|p| trim_slashes(p) == wanted)
     }
 
     /// The probe to poll after a restart: the startupProbe if it is an httpGet,
@@ -131,6 +129,9 @@ fn trim_slashes(p: &str) -> &str {
 
 /// Parses a static pod manifest (YAML, or JSON, which is YAML too).
 pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+    if let Err(e) = crate::node::yamlguard::check_nesting(&String::from_utf8_lossy(bytes)) {
+        return Err(ManifestError::Guard(e));
+    }
     let pod: Pod = serde_yaml::from_slice(bytes)?;
     let name = pod
         .metadata
@@ -313,14 +314,15 @@ mod tests {
     }
 
     #[test]
-    fn uses_file_matches_flags_args_and_directories() {
+    fn uses_file_matches_flags_args_and_single_file_mounts() {
         let m = manifest(
             &["etcd", "--cert-file=/a/b.crt", "--key", "/a/b.key"],
             &["/var/lib/etcd", "/etc/kubernetes/pki/"],
         );
         assert!(m.uses_file("/a/b.crt"));
         assert!(m.uses_file("/a/b.key"));
-        assert!(m.uses_file("/etc/kubernetes/pki/etcd/ca.crt"));
+        // A directory mount does not say which files inside it are read.
+        assert!(!m.uses_file("/etc/kubernetes/pki/etcd/ca.crt"));
         assert!(m.uses_file("/etc/kubernetes/pki"));
         assert!(!m.uses_file("/etc/kubernetes/pki2/x"));
         assert!(!m.uses_file("/a/b"));

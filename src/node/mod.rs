@@ -4,9 +4,13 @@
 pub mod fsread;
 /// The kubelet config: reading it, and the single-key edit.
 pub mod kubelet;
+/// The kubelet config's `serverTLSBootstrap` edit, and applying the setting.
+pub mod kubelet_edit;
 /// Static pod manifests: files each component uses, its probe, its command line.
 pub mod manifests;
 /// Every path of one node, resolved under a root.
 pub mod paths;
+/// Guards node YAML against pathological nesting before parsing.
+pub mod yamlguard;
 
 pub use paths::NodePaths;

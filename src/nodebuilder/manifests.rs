@@ -207,7 +207,7 @@ fn apiserver(sx: Sx<'_>, adv: &str, port: u16, etcd: u16, external_etcd: bool) -
         "--requestheader-allowed-names=front-proxy-client".into(),
         format!("--requestheader-client-ca-file={k}/front-proxy-ca.crt"),
         format!("--secure-port={port}"),
-        format!("--service-account-issuer=https://kubernetes.default.svc.cluster.local"),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
         format!("--service-account-key-file={k}/sa.pub"),
         format!("--service-account-signing-key-file={k}/sa.key"),
         "--service-cluster-ip-range=10.96.0.0/12".into(),

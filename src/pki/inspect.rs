@@ -227,7 +227,7 @@ impl CertInfo {
 
     /// The certificate as PEM.
     pub fn to_pem(&self) -> String {
-        pem::encode(&pem::Pem::new("CERTIFICATE", self.der.clone()))
+        crate::pki::inspect::pem_lf(&pem::Pem::new("CERTIFICATE", self.der.clone()))
     }
 }
 
@@ -241,6 +241,15 @@ fn ip_from_bytes(b: &[u8]) -> Result<IpAddr, CertError> {
         }
         n => Err(CertError::X509(format!("IP SAN of {n} bytes"))),
     }
+}
+
+/// PEM with LF line endings, as Go's encoding/pem (and so kubeadm) writes it; the pem
+/// crate defaults to CRLF.
+pub fn pem_lf(p: &pem::Pem) -> String {
+    pem::encode_config(
+        p,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// One PEM block.
@@ -298,6 +307,16 @@ pub fn pem_blocks(bytes: &[u8]) -> Result<Vec<Block>, CertError> {
     Ok(blocks)
 }
 
+/// Refuse what Go's crypto/x509 (and so kubeadm and the API server) refuses.
+fn checked(c: CertInfo) -> Result<CertInfo, CertError> {
+    if c.negative_serial() {
+        return Err(CertError::X509(
+            "negative serial number (RFC 5280 requires a positive one; Go 1.23+ rejects it)".into(),
+        ));
+    }
+    Ok(c)
+}
+
 /// Parse a `.crt` file: one or more CERTIFICATE blocks, the leaf first.
 pub fn parse_cert_file(bytes: &[u8]) -> Result<Vec<CertInfo>, CertError> {
     let blocks = pem_blocks(bytes)?;
@@ -309,7 +328,7 @@ pub fn parse_cert_file(bytes: &[u8]) -> Result<Vec<CertInfo>, CertError> {
                 b.label
             )));
         }
-        out.push(CertInfo::from_der(&b.der)?);
+        out.push(checked(CertInfo::from_der(&b.der)?)?);
     }
     Ok(out)
 }
@@ -321,7 +340,7 @@ pub fn parse_combined(bytes: &[u8]) -> Result<(Vec<CertInfo>, Option<Block>), Ce
     let mut key = None;
     for b in pem_blocks(bytes)? {
         if b.label == "CERTIFICATE" {
-            certs.push(CertInfo::from_der(&b.der)?);
+            certs.push(checked(CertInfo::from_der(&b.der)?)?);
         } else if b.label.ends_with("PRIVATE KEY") && key.is_none() {
             key = Some(b);
         } else {

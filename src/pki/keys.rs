@@ -151,7 +151,7 @@ pub fn encode(pair: &KeyPair, alg: KeyAlg, format: KeyFormat) -> Result<String, 
             )
         }
     };
-    Ok(pem::encode(&pem::Pem::new(label, body)))
+    Ok(crate::pki::inspect::pem_lf(&pem::Pem::new(label, body)))
 }
 
 #[cfg(test)]

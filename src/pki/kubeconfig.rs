@@ -42,6 +42,22 @@ fn named<'a>(doc: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
         .find(|e| s(e, "name") == Some(name))
 }
 
+/// Refuse a list with two entries of the same name: which one a client uses is undefined.
+pub fn unique_names(doc: &Value, list: &str) -> Result<(), KubeconfigError> {
+    let Some(seq) = doc.get(list).and_then(Value::as_sequence) else {
+        return Ok(());
+    };
+    let mut seen = std::collections::HashSet::new();
+    for n in seq.iter().filter_map(|e| s(e, "name")) {
+        if !seen.insert(n) {
+            return Err(KubeconfigError::Structure(format!(
+                "{list} has more than one entry named {n:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn decode(field: &str, v: &str) -> Result<Vec<u8>, KubeconfigError> {
     base64::engine::general_purpose::STANDARD
         .decode(v.trim())
@@ -50,6 +66,7 @@ fn decode(field: &str, v: &str) -> Result<Vec<u8>, KubeconfigError> {
 
 /// Parse a kubeconfig and extract the current context's embedded credentials.
 pub fn parse(text: &str) -> Result<Kubeconfig, KubeconfigError> {
+    crate::node::yamlguard::check_nesting(text).map_err(KubeconfigError::Invalid)?;
     let doc: Value =
         serde_yaml::from_str(text).map_err(|e| KubeconfigError::Invalid(e.to_string()))?;
     if !doc.is_mapping() {
@@ -58,6 +75,12 @@ pub fn parse(text: &str) -> Result<Kubeconfig, KubeconfigError> {
         ));
     }
     let st = |m: String| KubeconfigError::Structure(m);
+    for list in ["clusters", "contexts", "users"] {
+        unique_names(&doc, list)?;
+    }
+    for list in ["clusters", "contexts", "users"] {
+        unique_names(&doc, list)?;
+    }
     let current = s(&doc, "current-context")
         .filter(|c| !c.is_empty())
         .ok_or_else(|| st("has no current-context".into()))?;

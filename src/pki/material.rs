@@ -122,9 +122,15 @@ pub fn load(paths: &NodePaths, h: &'static Handler) -> Result<Option<Loaded>, Fi
             let key_path = key_file(paths, base);
             let key = match read(paths, &key_path)? {
                 None => None,
-                Some(kb) => Some(
-                    keys::parse_key_file(&kb).map_err(|e| FileProblem::new(paths, &key_path, e))?,
-                ),
+                Some(kb) => Some(keys::parse_key_file(&kb).map_err(|e| match leaf.key_alg {
+                    // aws-lc refuses RSA keys below 2048 bits; say so rather than "cannot parse".
+                    Some(crate::pki::inspect::KeyAlg::Rsa(n)) if n < 2048 => FileProblem::new(
+                        paths,
+                        &key_path,
+                        format!("RSA-{n} keys are not supported (kubeadm uses RSA-2048 or larger)"),
+                    ),
+                    _ => FileProblem::new(paths, &key_path, e),
+                })?),
             };
             Ok(Some(Loaded {
                 handler: h,

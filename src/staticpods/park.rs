@@ -37,7 +37,14 @@ pub fn ensure_parking(paths: &NodePaths) -> Result<PathBuf> {
             paths.show(&paths.manifests)
         );
     }
-    create_dir_all_mode(park, 0o700)?;
+    if park.exists() && !park.is_dir() {
+        bail!(
+            "{}: restart.parkingDir is not a directory; nothing was moved",
+            paths.show(park)
+        );
+    }
+    create_dir_all_mode(park, 0o700)
+        .with_context(|| format!("{}: cannot create the parking directory", paths.show(park)))?;
     Ok(park.clone())
 }
 

@@ -27,9 +27,9 @@ pub struct RestartOpts {
 
 impl RestartOpts {
     /// From the settings and the kubelet config (0s or absent fileCheckFrequency is 20 s).
-    pub fn from_node(paths: &NodePaths, settings: &crate::config::Settings) -> RestartOpts {
-        let kubelet = kubelet_info(paths);
-        RestartOpts {
+    pub fn from_node(paths: &NodePaths, settings: &crate::config::Settings) -> Result<RestartOpts> {
+        let kubelet = kubelet_info(paths)?;
+        Ok(RestartOpts {
             proc_root: PathBuf::from(crate::staticpods::process::PROC_ROOT),
             min_hold: settings
                 .restart
@@ -37,24 +37,21 @@ impl RestartOpts {
                 .unwrap_or(kubelet.file_check_frequency),
             timeout: settings.restart.timeout,
             poll: Duration::from_millis(200),
-        }
+        })
     }
 }
 
 /// The kubelet config, or its defaults when unreadable.
-pub fn kubelet_info(paths: &NodePaths) -> KubeletConfigInfo {
-    std::fs::read(&paths.kubelet_config)
-        .ok()
-        .and_then(|b| parse_kubelet_config(&b).ok())
-        .unwrap_or_else(|| {
-            parse_kubelet_config(b"{}").unwrap_or(KubeletConfigInfo {
-                file_check_frequency: Duration::from_secs(20),
-                healthz_bind_address: "127.0.0.1".into(),
-                healthz_port: 10248,
-                server_tls_bootstrap: None,
-                static_pod_path: None,
-            })
-        })
+pub fn kubelet_info(paths: &NodePaths) -> Result<KubeletConfigInfo> {
+    let p = &paths.kubelet_config;
+    match crate::node::fsread::read_node_file(&paths.root, p) {
+        // No kubelet config: the kubelet's own defaults (fileCheckFrequency 20 s).
+        Err(crate::node::fsread::ReadError::Missing) => {
+            parse_kubelet_config(b"{}").map_err(|e| anyhow!("kubelet defaults: {e}"))
+        }
+        Err(e) => bail!("{}: {e}", paths.show(p)),
+        Ok(b) => parse_kubelet_config(&b).map_err(|e| anyhow!("{}: {e}", paths.show(p))),
+    }
 }
 
 /// A component's manifest file and its parsed contents.
@@ -81,8 +78,12 @@ pub fn find_manifest(paths: &NodePaths, c: Component) -> Result<Option<Found>> {
     }
     for f in files {
         let p = paths.manifests.join(&f);
-        let Ok(bytes) = crate::node::fsread::read_node_file(&paths.root, &p) else {
-            continue;
+        let bytes = match crate::node::fsread::read_node_file(&paths.root, &p) {
+            Ok(b) => b,
+            Err(crate::node::fsread::ReadError::Missing) => continue,
+            // The component's own file must be readable; others may be anything.
+            Err(e) if f == conventional => bail!("{}: {e}", paths.show(&p)),
+            Err(_) => continue,
         };
         match parse_manifest(&bytes) {
             Ok(m) if m.name == c.name() || m.component.as_deref() == Some(c.name()) => {
@@ -143,6 +144,7 @@ fn probe_once(m: &Manifest) -> Option<ProbeResult> {
 fn sleep_checking(d: Duration) -> bool {
     let end = Instant::now() + d;
     while Instant::now() < end {
+        crate::signals::heartbeat();
         if crate::signals::terminating() {
             return false;
         }
@@ -183,17 +185,23 @@ pub fn restart_one(
     );
     // (b) park
     let parked_at = Instant::now();
+    let parked_wall = SystemTime::now();
     park::park(paths, &found.file)?;
+    // Whatever happens from here (an error, a panic), the manifest goes back.
+    let mut guard = ParkGuard {
+        paths,
+        file: &found.file,
+        armed: true,
+    };
     fail::fail_point!("restart::after-park");
     // (c) hold for fileCheckFrequency and until the old process is gone, bounded by timeout
     let held = hold(&old, opts);
     fail::fail_point!("restart::during-hold");
     let unparked_at = SystemTime::now();
+    guard.armed = false;
     let superseded = matches!(park::unpark(paths, &found.file)?, Unparked::Superseded(_));
     fail::fail_point!("restart::after-unpark");
-    if let Err(e) = held {
-        return Err(e);
-    }
+    held?;
     // (e) a new process started after the unpark, and a healthy probe
     let back = if superseded {
         find_manifest(paths, c)?
@@ -202,40 +210,37 @@ pub fn restart_one(
     } else {
         m.clone()
     };
+    // A manifest that replaced ours during the hold may already run: its process counts from
+    // the park on (the old processes are excluded by pid and start time).
+    let since = if superseded { parked_wall } else { unparked_at };
     let deadline = Instant::now() + opts.timeout;
     loop {
         let procs = find_by_cmdline(&opts.proc_root, &back.command).unwrap_or_default();
         let fresh = procs.into_iter().find(|p| {
-            p.start_time + Duration::from_secs(1) >= unparked_at
+            p.start_time + Duration::from_secs(1) >= since
                 && !old
                     .iter()
                     .any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks)
         });
         let seen = match (&fresh, probe_once(&back)) {
-            (Some(p), Some(r)) if r.is_healthy() => {
+            // A new process, and a healthy probe (or none to ask).
+            (Some(p), r) if r.as_ref().is_none_or(|r| r.is_healthy()) => {
                 return Ok(Restarted {
                     component: c,
                     old,
-                    new: Some(p.clone()),
-                    downtime: parked_at.elapsed(),
-                    superseded,
-                })
-            }
-            (Some(p), None) => {
-                return Ok(Restarted {
-                    component: c,
-                    old,
-                    new: Some(p.clone()),
+                    new: Some(*p),
                     downtime: parked_at.elapsed(),
                     superseded,
                 })
             }
             (Some(p), Some(r)) => format!("new pid {} started, probe: {r}", p.pid),
+            (Some(p), None) => format!("new pid {} started", p.pid),
             (None, r) => format!(
                 "no new process; probe: {}",
                 r.map(|r| r.to_string()).unwrap_or_default()
             ),
         };
+        crate::signals::heartbeat();
         if crate::signals::terminating() {
             return Err(RestartError::Interrupted(c.name()));
         }
@@ -247,6 +252,23 @@ pub fn restart_one(
             });
         }
         std::thread::sleep(opts.poll);
+    }
+}
+
+/// Puts a parked manifest back when dropped while armed (an early return or a panic).
+struct ParkGuard<'a> {
+    paths: &'a NodePaths,
+    file: &'a str,
+    armed: bool,
+}
+
+impl Drop for ParkGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = park::unpark(self.paths, self.file) {
+                tracing::error!("{}: could not move the manifest back: {e:#}", self.file);
+            }
+        }
     }
 }
 
@@ -307,6 +329,7 @@ pub fn restart_all(
                     r.new.as_ref().map(|p| p.pid),
                     r.downtime.as_secs_f64()
                 );
+                crate::store::owed::done(paths, c.name())?;
                 done.push(r);
             }
             Err(RestartError::Interrupted(_)) => bail!(
@@ -314,6 +337,12 @@ pub fn restart_all(
                 c.name()
             ),
             Err(e) => {
+                let e = match e {
+                    RestartError::Other(a) => anyhow!("{a:#}"),
+                    other => anyhow!("{other}"),
+                };
+                // The failure is reported now; recovery must not retry it forever.
+                crate::store::owed::clear(paths)?;
                 tracing::error!(
                     MESSAGE_ID = crate::logging::MSG_RESTART_FAILED,
                     COMPONENT = c.name(),
@@ -359,7 +388,8 @@ fn restore(paths: &NodePaths, pairs: &Rollback) -> Result<Vec<String>> {
     let now = time::OffsetDateTime::now_utc();
     let mut out = Vec::new();
     for (target, copy) in pairs {
-        let Ok(bytes) = std::fs::read(copy) else {
+        let Ok(bytes) = crate::node::fsread::read_regular(copy, crate::node::fsread::MAX_NODE_FILE)
+        else {
             continue;
         };
         if !still_valid(&bytes, now) {
@@ -391,6 +421,12 @@ fn still_valid(bytes: &[u8], now: time::OffsetDateTime) -> bool {
 
 /// Components named on the command line (`all` = every one with a manifest), in order.
 pub fn parse_components(paths: &NodePaths, names: &[String]) -> Result<Vec<Component>> {
+    if !paths.manifests.is_dir() {
+        bail!(
+            "{}: the manifests directory does not exist (manifestsDir)",
+            paths.show(&paths.manifests)
+        );
+    }
     if names.iter().any(|n| n == "all") {
         return Ok(Component::ORDER
             .into_iter()

@@ -49,21 +49,28 @@ pub fn stage(target: &Path, contents: &[u8], mode: u32) -> Result<PathBuf> {
         .mode(0o600)
         .open(&staged)
         .with_context(|| format!("creating temp file {}", staged.display()))?;
-    if let Some(m) = &existing {
-        std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))
-            .with_context(|| format!("setting owner of {}", staged.display()))?;
+    let written = (|| -> Result<()> {
+        if let Some(m) = &existing {
+            std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))
+                .with_context(|| format!("setting owner of {}", staged.display()))?;
+        }
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting mode of {}", staged.display()))?;
+        // Written in two halves so a failpoint can stop the process mid-write.
+        let (a, b) = contents.split_at(contents.len() / 2);
+        f.write_all(a)
+            .with_context(|| format!("writing {}", staged.display()))?;
+        fail::fail_point!("atomic::mid-write");
+        f.write_all(b)
+            .with_context(|| format!("writing {}", staged.display()))?;
+        f.sync_all()
+            .with_context(|| format!("fsync of {}", staged.display()))
+    })();
+    if let Err(e) = written {
+        // A full disk or a failing device: leave no half-written temp file behind.
+        let _ = std::fs::remove_file(&staged);
+        return Err(e);
     }
-    f.set_permissions(std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode of {}", staged.display()))?;
-    // Written in two halves so a failpoint can stop the process mid-write.
-    let (a, b) = contents.split_at(contents.len() / 2);
-    f.write_all(a)
-        .with_context(|| format!("writing {}", staged.display()))?;
-    fail::fail_point!("atomic::mid-write");
-    f.write_all(b)
-        .with_context(|| format!("writing {}", staged.display()))?;
-    f.sync_all()
-        .with_context(|| format!("fsync of {}", staged.display()))?;
     Ok(staged)
 }
 

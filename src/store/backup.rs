@@ -62,8 +62,8 @@ pub fn copy_into(paths: &NodePaths, dir: &Path, files: &[PathBuf]) -> Result<()>
         if let Some(parent) = dest.parent() {
             create_dir_all_mode(parent, 0o700)?;
         }
-        let bytes =
-            std::fs::read(f).with_context(|| format!("reading {} for backup", f.display()))?;
+        let bytes = crate::node::fsread::read_regular(f, crate::node::fsread::MAX_NODE_FILE)
+            .with_context(|| format!("reading {} for backup", f.display()))?;
         crate::store::atomic::write_atomic(&dest, &bytes, meta.permissions().mode() & 0o777)
             .with_context(|| format!("backing up {}", f.display()))?;
     }

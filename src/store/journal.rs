@@ -37,7 +37,7 @@ pub fn write(paths: &NodePaths, j: &Journal) -> Result<()> {
 /// Read the journal, if one exists.
 pub fn read(paths: &NodePaths) -> Result<Option<Journal>> {
     let p = paths.journal();
-    match std::fs::read(&p) {
+    match crate::node::fsread::read_regular(&p, crate::node::fsread::MAX_NODE_FILE) {
         Ok(b) => {
             Ok(Some(serde_json::from_slice(&b).with_context(|| {
                 format!("{}: corrupt journal", p.display())
@@ -58,8 +58,30 @@ pub fn remove(paths: &NodePaths) -> Result<()> {
     }
 }
 
+/// Check that every entry is one kubeadm-certd writes: a staged file next to its target, in
+/// one of the directories it stages in. A journal is never trusted blindly: an edited or
+/// forged one could otherwise rename arbitrary files.
+pub fn validate(paths: &NodePaths, j: &Journal) -> Result<()> {
+    let dirs = staging_dirs(paths);
+    for e in &j.entries {
+        let target = paths.root.resolve(&e.target);
+        let staged = paths.root.resolve(&e.staged);
+        let in_dir = target.parent().is_some_and(|p| dirs.iter().any(|d| d == p));
+        if !in_dir || staged != atomic::staged_path(&target) {
+            anyhow::bail!(
+                "{}: entry {} -> {} is not one kubeadm-certd writes; refusing to act on the journal (check it, then remove it)",
+                paths.show(&paths.journal()),
+                e.staged,
+                e.target
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Carry out the journal's remaining renames.
 pub fn roll_forward(paths: &NodePaths, j: &Journal) -> Result<Vec<String>> {
+    validate(paths, j)?;
     let mut done = Vec::new();
     for e in &j.entries {
         let staged = paths.root.resolve(&e.staged);

@@ -9,3 +9,5 @@ pub mod backup;
 pub mod journal;
 /// The exclusive lock that keeps two runs apart.
 pub mod lock;
+/// Restarts owed by a commit that a crash may have interrupted.
+pub mod owed;
