@@ -32,6 +32,23 @@ pub struct Fragment {
     restart: Option<RestartFragment>,
     kubelet: Option<KubeletFragment>,
     metrics: Option<MetricsFragment>,
+    backups: Option<BackupsFragment>,
+    require_time_sync: Option<BoolOrWord>,
+}
+
+/// `true`, `false` or a word such as `auto`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum BoolOrWord {
+    Bool(bool),
+    Word(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BackupsFragment {
+    keep: Option<usize>,
+    max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +58,7 @@ struct RestartFragment {
     parking_dir: Option<String>,
     timeout: Option<String>,
     min_hold: Option<String>,
+    max_per_day: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,7 +85,32 @@ pub struct RestartSettings {
     pub timeout: Duration,
     /// Minimum hold; `None` means the kubelet's fileCheckFrequency.
     pub min_hold: Option<Duration>,
+    /// The daemon restarts each component at most this often in 24 h.
+    pub max_per_day: u32,
 }
+
+/// Backup retention (pruned after a successful daemon cycle).
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// Keep at most this many sets (the newest).
+    pub keep: usize,
+    /// Delete sets older than this (the newest set is kept whatever its age).
+    pub max_age: Duration,
+}
+
+/// `requireTimeSync`: whether to renew while the kernel says the clock is unsynchronised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSync {
+    /// Wait for sync up to [`TIME_SYNC_GRACE`] after boot, then go on with a warning.
+    Auto,
+    /// Never renew on an unsynchronised clock.
+    Required,
+    /// Do not ask the kernel.
+    Off,
+}
+
+/// How long after boot `requireTimeSync: auto` waits for the clock to be synchronised.
+pub const TIME_SYNC_GRACE: Duration = Duration::from_secs(600);
 
 /// Validated settings, with defaults applied. Paths are host paths; see [`Settings::paths`].
 #[derive(Debug, Clone)]
@@ -102,6 +145,10 @@ pub struct Settings {
     pub kubelet_server_tls_bootstrap: Option<bool>,
     /// Host path of the node_exporter textfile; `None` when off.
     pub metrics_textfile: Option<String>,
+    /// Backup retention.
+    pub backups: BackupSettings,
+    /// requireTimeSync
+    pub require_time_sync: TimeSync,
 }
 
 impl Default for Settings {
@@ -124,11 +171,17 @@ impl Default for Settings {
                 parking_dir: "/etc/kubernetes/tmp/kubeadm-certd-parked".into(),
                 timeout: Duration::from_secs(300),
                 min_hold: None,
+                max_per_day: 3,
             },
             kubelet_server_tls_bootstrap: None,
             metrics_textfile: Some(
                 "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom".into(),
             ),
+            backups: BackupSettings {
+                keep: 10,
+                max_age: days(400),
+            },
+            require_time_sync: TimeSync::Auto,
         }
     }
 }
@@ -225,6 +278,12 @@ impl Settings {
             if let Some(h) = r.min_hold {
                 s.restart.min_hold = Some(duration("restart.minHold", &h)?);
             }
+            if let Some(m) = r.max_per_day {
+                if m == 0 {
+                    bail!("restart.maxPerDay: must be at least 1 (use restart.enabled: false to never restart)");
+                }
+                s.restart.max_per_day = m;
+            }
         }
         if let Some(k) = f.kubelet {
             s.kubelet_server_tls_bootstrap = k.server_tls_bootstrap;
@@ -236,7 +295,62 @@ impl Settings {
                 None => s.metrics_textfile,
             };
         }
+        if let Some(b) = f.backups {
+            if let Some(k) = b.keep {
+                if k == 0 {
+                    bail!("backups.keep: must be at least 1 (recovery needs the newest set)");
+                }
+                s.backups.keep = k;
+            }
+            if let Some(a) = b.max_age {
+                s.backups.max_age = duration("backups.maxAge", &a)?;
+            }
+        }
+        if let Some(t) = f.require_time_sync {
+            s.require_time_sync = match t {
+                BoolOrWord::Bool(true) => TimeSync::Required,
+                BoolOrWord::Bool(false) => TimeSync::Off,
+                BoolOrWord::Word(w) if w == "auto" => TimeSync::Auto,
+                BoolOrWord::Word(w) => {
+                    bail!("requireTimeSync: must be auto, true or false, got {w:?}")
+                }
+            };
+        }
+        s.check_renewal_gap()?;
         Ok(s)
+    }
+
+    /// The longest a full restart pass can take: four components, each a hold and a wait.
+    pub fn longest_restart(&self) -> Duration {
+        self.restart.timeout * 8
+    }
+
+    /// Refuse settings that make a renewed certificate due again at once (issue 12): the
+    /// daemon would renew, back up and restart every cycle, for ever.
+    fn check_renewal_gap(&self) -> Result<()> {
+        let h = humantime::format_duration;
+        if self.certificate_validity <= self.renew_before {
+            bail!(
+                "certificateValidity ({}) must be longer than renewBefore ({}): every renewed certificate would be due again at once",
+                h(self.certificate_validity),
+                h(self.renew_before)
+            );
+        }
+        let gap = self.certificate_validity - self.renew_before;
+        let needed = self.check_interval + self.jitter + self.longest_restart();
+        if gap < needed {
+            bail!(
+                "certificateValidity ({}) minus renewBefore ({}) leaves {} between renewals, less than checkInterval ({}) + jitter ({}) + the longest restart ({}) = {}: a renewed certificate would be due again before the next scan",
+                h(self.certificate_validity),
+                h(self.renew_before),
+                h(gap),
+                h(self.check_interval),
+                h(self.jitter),
+                h(self.longest_restart()),
+                h(needed)
+            );
+        }
+        Ok(())
     }
 
     /// Parse a config document.
@@ -320,6 +434,52 @@ mod tests {
         }
         let s = Settings::parse("renewBefore: 45d\ncertificateValidity: 2y\n").unwrap();
         assert_eq!(s.renew_before, days(45));
+    }
+
+    #[test]
+    fn validity_not_longer_than_the_window_is_refused_naming_both_keys() {
+        for text in [
+            "certificateValidity: 20d\nrenewBefore: 30d\n",
+            "certificateValidity: 30d\n",
+            // 10 m apart, but a scan every hour: due again before the next scan.
+            "certificateValidity: 30d 10m\nrenewBefore: 30d\n",
+        ] {
+            let e = format!("{:#}", Settings::parse(text).unwrap_err());
+            assert!(
+                e.contains("certificateValidity") && e.contains("renewBefore"),
+                "{text}: {e}"
+            );
+        }
+        let s = Settings::parse("certificateValidity: 31d\nrenewBefore: 30d\n").unwrap();
+        assert_eq!(s.certificate_validity, days(31));
+    }
+
+    #[test]
+    fn guard_keys() {
+        let s = Settings::parse("# defaults\n").unwrap();
+        assert_eq!(s.restart.max_per_day, 3);
+        assert_eq!(s.backups.keep, 10);
+        assert_eq!(s.backups.max_age, days(400));
+        assert_eq!(s.require_time_sync, TimeSync::Auto);
+        let s = Settings::parse(
+            "restart:\n  maxPerDay: 5\nbackups:\n  keep: 2\n  maxAge: 30d\nrequireTimeSync: false\n",
+        )
+        .unwrap();
+        assert_eq!(s.restart.max_per_day, 5);
+        assert_eq!(s.backups.keep, 2);
+        assert_eq!(s.backups.max_age, days(30));
+        assert_eq!(s.require_time_sync, TimeSync::Off);
+        let s = Settings::parse("requireTimeSync: true\n").unwrap();
+        assert_eq!(s.require_time_sync, TimeSync::Required);
+        for (bad, key) in [
+            ("requireTimeSync: sometimes\n", "requireTimeSync"),
+            ("restart:\n  maxPerDay: 0\n", "restart.maxPerDay"),
+            ("backups:\n  keep: 0\n", "backups.keep"),
+            ("backups:\n  maxAge: soon\n", "backups.maxAge"),
+        ] {
+            let e = format!("{:#}", Settings::parse(bad).unwrap_err());
+            assert!(e.contains(key), "{bad}: {e}");
+        }
     }
 
     #[test]

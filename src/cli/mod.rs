@@ -6,6 +6,7 @@
 pub mod args;
 /// Man pages and shell completions generated from the CLI (packaging).
 pub mod assets;
+mod backups;
 mod check;
 /// The `demo` command.
 pub mod demo;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<()> {
             no_restart,
         } => renew::install_signed(&ctx, &csr_dir, &names, no_restart, now()),
         Command::Recover => recover::run(&ctx),
+        Command::Backups { prune } => backups::run(&ctx, prune, now()),
         Command::KubeletServingCerts { action, no_restart } => {
             kubelet::serving_certs(&ctx, action == "enable", no_restart)
         }
