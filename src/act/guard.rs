@@ -16,6 +16,22 @@ use crate::plan::scan::Scan;
 use crate::plan::{Decision, Plan, Skip};
 use time::OffsetDateTime;
 
+/// An instant as RFC 3339 UTC, for log lines.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// A duration for people: whole days as `400d`, else humantime.
+pub fn days_or_human(d: std::time::Duration) -> String {
+    if d.as_secs() % 86_400 == 0 && d.as_secs() > 0 {
+        format!("{}d", d.as_secs() / 86_400)
+    } else {
+        human_duration(d)
+    }
+}
+
 /// Whether the clock allows renewing this cycle; logs why not (a warning with a MESSAGE_ID).
 pub fn clock_allows(
     scan: &Scan,
@@ -61,7 +77,9 @@ pub fn clock_allows(
                 ACTION = "renew",
                 RESULT = "refused",
                 CERT_NAME = name.as_str(),
-                "not renewing: the clock reads {now}, earlier than {name}'s NotBefore {not_before} minus {}; the clock went backwards (check NTP, the RTC, a restored VM); renewals resume once it is past that",
+                "not renewing: the clock reads {}, earlier than {name}'s NotBefore {} minus {}; the clock went backwards (check NTP, the RTC, a restored VM); renewals resume once it is past that",
+                rfc3339(now),
+                rfc3339(not_before),
                 human_duration(guard::CLOCK_SKEW)
             );
             false
@@ -80,7 +98,8 @@ pub fn hold(paths: &NodePaths, plan: &mut Plan, now: OffsetDateTime, counters: &
             CERT_NAME = name,
             ACTION = "renew",
             RESULT = "held",
-            "{name} is due again, but the daemon renewed it at {at}, less than {} ago; not renewing it again (a loop breaker: check renewBefore, certificateValidity and the CA's end date)",
+            "{name} is due again, but the daemon renewed it at {}, less than {} ago; not renewing it again (a loop breaker: check renewBefore, certificateValidity and the CA's end date)",
+            rfc3339(at),
             human_duration(guard::RENEWAL_MEMORY)
         );
     }
@@ -97,12 +116,13 @@ pub fn hold(paths: &NodePaths, plan: &mut Plan, now: OffsetDateTime, counters: &
             tracing::warn!(
                 MESSAGE_ID = logging::MSG_BLOCKED_BY_CA,
                 CERT_NAME = i.handler.name,
-                NOT_AFTER = %ca_not_after,
+                NOT_AFTER = rfc3339(*ca_not_after),
                 ACTION = "renew",
                 RESULT = "blocked",
-                "{} is due but blocked by CA runway: the {} CA ends at {ca_not_after}, so a renewal cannot extend it; not renewing and not restarting. Rotate the {} CA",
+                "{} is due but blocked by CA runway: the {} CA ends at {}, so a renewal cannot extend it; not renewing and not restarting. Rotate the {} CA",
                 i.handler.name,
                 ca.name(),
+                rfc3339(*ca_not_after),
                 ca.name()
             );
         }
@@ -201,7 +221,7 @@ pub fn after_cycle(paths: &NodePaths, settings: &Settings, now: OffsetDateTime) 
                     "removed {} old backup set(s) (backups.keep: {}, backups.maxAge: {}): {}",
                     shown.len(),
                     settings.backups.keep,
-                    human_duration(settings.backups.max_age),
+                    days_or_human(settings.backups.max_age),
                     shown.join(", ")
                 );
             }

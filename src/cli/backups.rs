@@ -34,11 +34,8 @@ fn why(k: &Option<Keep>) -> String {
 }
 
 fn rfc3339(t: Option<OffsetDateTime>) -> String {
-    t.and_then(|t| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .ok()
-    })
-    .unwrap_or_else(|| "-".into())
+    t.map(crate::act::guard::rfc3339)
+        .unwrap_or_else(|| "-".into())
 }
 
 fn print(ctx: &Ctx, sets: &[SetReport]) {
@@ -47,7 +44,7 @@ fn print(ctx: &Ctx, sets: &[SetReport]) {
         "Backup sets in {} (backups.keep: {}, backups.maxAge: {}):",
         ctx.paths.show(&ctx.paths.backups()),
         b.keep,
-        crate::logging::human_duration(b.max_age)
+        crate::act::guard::days_or_human(b.max_age)
     );
     for s in sets {
         let name = s
