@@ -25,7 +25,7 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 /// A duration for people: whole days as `400d`, else humantime.
 pub fn days_or_human(d: std::time::Duration) -> String {
-    if d.as_secs() % 86_400 == 0 && d.as_secs() > 0 {
+    if d.as_secs().is_multiple_of(86_400) && d.as_secs() > 0 {
         format!("{}d", d.as_secs() / 86_400)
     } else {
         human_duration(d)
