@@ -328,7 +328,14 @@ impl Settings {
     /// Refuse settings that make a renewed certificate due again at once (issue 12): the
     /// daemon would renew, back up and restart every cycle, for ever.
     fn check_renewal_gap(&self) -> Result<()> {
-        let h = humantime::format_duration;
+        // As written in the file: whole days as `30d`, else humantime.
+        let h = |d: Duration| {
+            if d.as_secs().is_multiple_of(86_400) {
+                format!("{}d", d.as_secs() / 86_400)
+            } else {
+                humantime::format_duration(d).to_string()
+            }
+        };
         if self.certificate_validity <= self.renew_before {
             bail!(
                 "certificateValidity ({}) must be longer than renewBefore ({}): every renewed certificate would be due again at once",

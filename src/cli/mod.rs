@@ -40,7 +40,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::GenerateAssets { dir } => return assets::generate_assets(dir),
         _ => {}
     }
-    let ctx = Ctx::load_from(&cli.root, cli.config.as_deref())?;
+    let ctx = match Ctx::load_from(&cli.root, cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            if matches!(cli.command, Command::Run { .. }) {
+                // The daemon's refusal reaches the journal with its MESSAGE_ID.
+                tracing::error!(
+                    MESSAGE_ID = crate::logging::MSG_CONFIG_REJECTED,
+                    "configuration refused, not starting: {e:#}"
+                );
+            }
+            return Err(e);
+        }
+    };
     match cli.command {
         Command::CheckExpiration { output } => check::run(&ctx, output, now()),
         Command::Renew(args) => renew::run(&ctx, &args, now()),
