@@ -115,6 +115,16 @@ fn sd_notify_ready_status_watchdog_reload_stopping() {
         recv_until(&sock, &mut got, "READY=1", Duration::from_secs(5)),
         "no READY=1 after a bad reload: {got:?}"
     );
+    let after_bad = got.join("\n");
+    assert!(
+        after_bad.contains("STATUS=new configuration rejected, keeping the old one")
+            && after_bad.contains("renewBefore"),
+        "the bad reload was not reported as rejected: {got:?}"
+    );
+    assert!(
+        !after_bad.contains("configuration reloaded"),
+        "a rejected reload claimed success: {got:?}"
+    );
     assert!(
         child.try_wait().unwrap().is_none(),
         "the daemon exited on a bad reload"
@@ -300,6 +310,25 @@ kill $JP
         .as_str()
         .unwrap()
         .contains("/etc/kubernetes/pki/apiserver.crt"));
+    // Every instant a person reads in the journal is RFC 3339 UTC, to the second.
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    for e in &entries {
+        for (k, v) in e.as_object().unwrap() {
+            let Some(v) = v.as_str() else { continue };
+            if k.starts_with("NOT_") {
+                assert!(
+                    OffsetDateTime::parse(v, rfc3339).is_ok() && v.ends_with('Z') && v.len() == 20,
+                    "{k}={v} is not RFC 3339 UTC"
+                );
+            }
+            if k == "MESSAGE" {
+                assert!(
+                    !v.contains("+00:00:00") && !v.contains("Some(") && !v.contains("None"),
+                    "MESSAGE shows a Rust default format: {v}"
+                );
+            }
+        }
+    }
     assert!(api["NOT_AFTER"].as_str().is_some());
     // Key material never reaches the journal.
     let all = String::from_utf8_lossy(&out.stdout);
