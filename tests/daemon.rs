@@ -2,39 +2,21 @@
 //! socket, reaction to a changed certificate, SIGTERM during a restart hold, and journald
 //! fields read back from a real systemd-journald (started in a private mount namespace).
 
-use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
+mod support;
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::daemon_node::{config, node, not_after};
 use time::OffsetDateTime;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubeadm-certd");
 
-fn node(leaf_days: u64) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    let mut spec = NodeSpec::new(OffsetDateTime::now_utc());
-    spec.leaf_left = Duration::from_secs(leaf_days * 86_400);
-    spec.key = kubeadm_certd::pki::inspect::KeyAlg::EcP256;
-    build(d.path(), &spec).unwrap();
-    d
-}
-
-fn config(root: &Path, text: &str) -> std::path::PathBuf {
-    let p = root.join("certd.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 fn signal(c: &Child, s: Signal) {
     kill(Pid::from_raw(c.id() as i32), s).unwrap();
-}
-
-fn not_after(path: &Path) -> OffsetDateTime {
-    let b = std::fs::read(path).unwrap();
-    kubeadm_certd::pki::inspect::parse_cert_file(&b).unwrap()[0].not_after
 }
 
 /// Collect datagrams until `want` has been seen or the deadline passes.

@@ -4,7 +4,8 @@
 //! Cycles are counted from the daemon's own metrics (kubeadm_certd_cycles_total) and debug
 //! lines, never inferred from timing.
 
-use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
+mod support;
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read};
@@ -12,17 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
+use support::daemon_node::config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubeadm-certd");
 const TEXTFILE: &str = "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom";
 
 fn node(leaf_days: u64) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    let mut spec = NodeSpec::new(OffsetDateTime::now_utc());
-    spec.leaf_left = Duration::from_secs(leaf_days * 86_400);
-    spec.key = kubeadm_certd::pki::inspect::KeyAlg::EcP256;
-    build(d.path(), &spec).unwrap();
+    let d = support::daemon_node::node(leaf_days);
     std::fs::create_dir_all(
         d.path()
             .join(TEXTFILE.trim_start_matches('/'))
@@ -31,12 +28,6 @@ fn node(leaf_days: u64) -> tempfile::TempDir {
     )
     .unwrap();
     d
-}
-
-fn config(root: &Path, text: &str) -> PathBuf {
-    let p = root.join("certd.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
 }
 
 /// The daemon, with its stderr lines collected (and the time each arrived).

@@ -4,33 +4,22 @@
 //! has tests in the `failpoints` build (scripts/test runs it there).
 #![cfg(feature = "failpoints")]
 
-use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
+use support::daemon_node::{config, node, not_after};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubeadm-certd");
 
-fn not_after(path: &Path) -> OffsetDateTime {
-    let b = std::fs::read(path).unwrap();
-    kubeadm_certd::pki::inspect::parse_cert_file(&b).unwrap()[0].not_after
-}
-
 fn watch_failure_keeps_the_timer(failpoint: &str) {
-    let d = tempfile::tempdir().unwrap();
-    let mut spec = NodeSpec::new(OffsetDateTime::now_utc());
-    spec.leaf_left = Duration::from_secs(300 * 86_400);
-    spec.key = kubeadm_certd::pki::inspect::KeyAlg::EcP256;
-    build(d.path(), &spec).unwrap();
-    let cfg = d.path().join("certd.yaml");
-    std::fs::write(
-        &cfg,
+    let d = node(300);
+    let cfg = config(
+        d.path(),
         "checkInterval: 2s\njitter: 0s\nrestart:\n  enabled: false\nmetrics:\n  textfile: \"\"\n",
-    )
-    .unwrap();
+    );
     let mut child = Command::new(BIN)
         .args([
             "--root",
@@ -58,11 +47,7 @@ fn watch_failure_keeps_the_timer(failpoint: &str) {
     std::thread::sleep(Duration::from_secs(1));
     let crt = d.path().join("etc/kubernetes/pki/front-proxy-client.crt");
     let before = not_after(&crt);
-    let short = tempfile::tempdir().unwrap();
-    let mut s2 = NodeSpec::new(OffsetDateTime::now_utc());
-    s2.leaf_left = Duration::from_secs(86_400);
-    s2.key = kubeadm_certd::pki::inspect::KeyAlg::EcP256;
-    build(short.path(), &s2).unwrap();
+    let short = node(1);
     // Same CA is needed for a renewal to be possible: copy the whole front-proxy PKI.
     for f in [
         "front-proxy-ca.crt",
