@@ -34,8 +34,7 @@ fn why(k: &Option<Keep>) -> String {
 }
 
 fn rfc3339(t: Option<OffsetDateTime>) -> String {
-    t.map(crate::act::guard::rfc3339)
-        .unwrap_or_else(|| "-".into())
+    t.map(crate::logging::rfc3339).unwrap_or_else(|| "-".into())
 }
 
 fn print(ctx: &Ctx, sets: &[SetReport]) {
