@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use kubeadm_certd::config::{Settings, TimeSync};
 use kubeadm_certd::pki::inspect::KeyAlg;
 use std::path::Path;
 use std::process::Command;
@@ -52,6 +53,56 @@ fn a_config_that_makes_renewals_due_at_once_is_refused_at_start() {
     }
     n.tree()
         .assert_same(&before, "refused configs change nothing");
+}
+
+fn days(n: u64) -> Duration {
+    DAY * n as u32
+}
+
+#[test]
+fn validity_not_longer_than_the_window_is_refused_naming_both_keys() {
+    for text in [
+        "certificateValidity: 20d\nrenewBefore: 30d\n",
+        "certificateValidity: 30d\n",
+        // 10 m apart, but a scan every hour: due again before the next scan.
+        "certificateValidity: 30d 10m\nrenewBefore: 30d\n",
+    ] {
+        let e = format!("{:#}", Settings::parse(text).unwrap_err());
+        assert!(
+            e.contains("certificateValidity") && e.contains("renewBefore"),
+            "{text}: {e}"
+        );
+    }
+    let s = Settings::parse("certificateValidity: 31d\nrenewBefore: 30d\n").unwrap();
+    assert_eq!(s.certificate_validity, days(31));
+}
+
+#[test]
+fn guard_keys() {
+    let s = Settings::parse("# defaults\n").unwrap();
+    assert_eq!(s.restart.max_per_day, 3);
+    assert_eq!(s.backups.keep, 10);
+    assert_eq!(s.backups.max_age, days(400));
+    assert_eq!(s.require_time_sync, TimeSync::Auto);
+    let s = Settings::parse(
+        "restart:\n  maxPerDay: 5\nbackups:\n  keep: 2\n  maxAge: 30d\nrequireTimeSync: false\n",
+    )
+    .unwrap();
+    assert_eq!(s.restart.max_per_day, 5);
+    assert_eq!(s.backups.keep, 2);
+    assert_eq!(s.backups.max_age, days(30));
+    assert_eq!(s.require_time_sync, TimeSync::Off);
+    let s = Settings::parse("requireTimeSync: true\n").unwrap();
+    assert_eq!(s.require_time_sync, TimeSync::Required);
+    for (bad, key) in [
+        ("requireTimeSync: sometimes\n", "requireTimeSync"),
+        ("restart:\n  maxPerDay: 0\n", "restart.maxPerDay"),
+        ("backups:\n  keep: 0\n", "backups.keep"),
+        ("backups:\n  maxAge: soon\n", "backups.maxAge"),
+    ] {
+        let e = format!("{:#}", Settings::parse(bad).unwrap_err());
+        assert!(e.contains(key), "{bad}: {e}");
+    }
 }
 
 /// Wait until `f` holds, polling.
