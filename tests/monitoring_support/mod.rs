@@ -2,6 +2,7 @@
 //! promtool unit-test files generated from it, and the names PromQL expressions use.
 #![allow(dead_code)]
 
+pub mod names;
 pub mod nodes;
 pub mod promql;
 pub mod promtool;
