@@ -75,15 +75,11 @@ fn silent(t: &[Timeline], alert: &str, eval_min: u64) -> serde_json::Value {
 fn certificate_expiring_soon() {
     let f = Fleet::get();
     let a = "KubeadmCertdCertificateExpiringSoon";
-    let exp = one("expiring", &f.expiring);
+    let t = one("expiring", &f.expiring);
     // The excluded apiserver certificate only: the rest was renewed, and the kubelet's client
     // certificate (10 days too) has its own alert.
-    let fire = group(
-        &[exp],
-        a,
-        70,
-        &certs(&one("expiring", &f.expiring), 0, &[APISERVER], 70, false),
-    );
+    let exp = certs(&t, 0, &[APISERVER], 70, false);
+    let fire = group(&[t], a, 70, &exp);
     // Before `for` (1h) has passed.
     let early = silent(&[one("expiring", &f.expiring)], a, 50);
     // Renewed: nothing below 15 days but the kubelet client certificate (3 days).
@@ -102,7 +98,7 @@ fn certificate_expired() {
     check(a, vec![fire, expiring]);
 }
 
-/// The counter sample of `name` with `result` in snapshot `i`, as an expected alert.
+/// The samples of `name` with labels `with` in snapshot `i`, as expected alerts.
 fn counter(t: &Timeline, i: usize, name: &str, with: &[(&str, &str)]) -> Vec<Expected> {
     t.snaps[i]
         .1
