@@ -175,9 +175,17 @@ pub fn group(timelines: &[Timeline], alert: &str, eval_min: u64, exp: &[Expected
 
 /// Write a promtool unit-test file for `groups` into `dir` and run `promtool test rules`.
 pub fn run_tests(dir: &Path, name: &str, groups: Vec<Value>) -> String {
+    // promtool evaluates the groups in a random order unless told (2.42 sorts them unstably).
+    let order: Vec<Value> = rules()["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].clone())
+        .collect();
     let doc = json!({
         "rule_files": [rules_file()],
         "evaluation_interval": "1m",
+        "group_eval_order": order,
         "tests": groups,
     });
     let path = dir.join(format!("{name}.test.yaml"));
