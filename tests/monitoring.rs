@@ -148,6 +148,40 @@ fn renewal_failed() {
 }
 
 #[test]
+fn renewal_refused() {
+    let f = Fleet::get();
+    let a = "KubeadmCertdRenewalRefused";
+    let t = one("refused", &f.refused);
+    let exp: Vec<Expected> = f
+        .refused
+        .matching("kubeadm_certd_renewal_refused", &[])
+        .into_iter()
+        .map(|s| Expected {
+            labels: labels_of(&t, &s.labels),
+            value: s.value,
+        })
+        .collect();
+    assert_eq!(exp.len(), 1, "{:?}", f.refused.samples);
+    assert_eq!(
+        exp[0].labels.get("cert").map(String::as_str),
+        Some("apiserver")
+    );
+    // A refusal stands until fixed: it fires once `for` (10m) has passed.
+    let fire = group(&[one("refused", &f.refused)], a, 15, &exp);
+    let early = silent(&[one("refused", &f.refused)], a, 5);
+    let renewed = silent(&[one("renewed", &f.renewed)], a, 15);
+    let failed = silent(&[one("failed", &f.failed[1])], a, 15);
+    check(a, vec![fire, early, renewed, failed]);
+    assert_eq!(
+        f.refused
+            .one("kubeadm_certd_renewals_total", &[("result", "failed")])
+            .value,
+        0.0,
+        "a standing refusal is not a failed renewal attempt"
+    );
+}
+
+#[test]
 fn restart_rolled_back() {
     let f = Fleet::get();
     let a = "KubeadmCertdRestartRolledBack";
@@ -384,5 +418,5 @@ fn every_alert_has_annotations_and_a_runbook_section() {
             );
         }
     }
-    assert_eq!(n, 10);
+    assert_eq!(n, 11);
 }

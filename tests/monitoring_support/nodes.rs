@@ -2,8 +2,8 @@
 //! `kubeadm-certd run --once` writes its metrics textfile, which is read back.
 
 use super::textfile::Textfile;
-use kubeadm_certd::nodebuilder::{build, NodeSpec, Ports};
 use kubeadm_certd::pki::inspect::KeyAlg;
+use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec, Ports};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -36,11 +36,37 @@ impl Node {
     /// One daemon cycle with `config` (the metrics textfile is always on); the textfile it
     /// wrote. The exit status is not judged: a cycle with failures still writes the file.
     pub fn run_once(&self, config: &str) -> Textfile {
+        self.run_once_with(config, false)
+    }
+
+    /// As [`Node::run_once`], with the node's pki directory mounted read-only (a private
+    /// mount namespace, so nothing outside the test sees it): every renewal attempt fails
+    /// when it stages its first file, a real failure rather than a refusal.
+    pub fn run_once_read_only_pki(&self, config: &str) -> Textfile {
+        self.run_once_with(config, true)
+    }
+
+    fn run_once_with(&self, config: &str, read_only_pki: bool) -> Textfile {
         let cfg = self.root().join("certd.yaml");
         std::fs::write(&cfg, format!("{config}metrics:\n  textfile: {TEXTFILE}\n")).unwrap();
         let out_path: PathBuf = self.root().join(TEXTFILE.trim_start_matches('/'));
         let _ = std::fs::remove_file(&out_path);
-        let out = Command::new(BIN)
+        // node_exporter's textfile collector directory: the daemon writes only where it exists.
+        std::fs::create_dir_all(out_path.parent().unwrap()).unwrap();
+        let mut cmd = if read_only_pki {
+            let mut c = Command::new("unshare");
+            c.args(["-m", "--propagation", "private", "sh", "-c"])
+                .arg(
+                    r#"mount --bind "$PKI" "$PKI" && mount -o remount,ro,bind "$PKI" && exec "$@""#,
+                )
+                .arg("sh")
+                .arg(BIN)
+                .env("PKI", self.root().join("etc/kubernetes/pki"));
+            c
+        } else {
+            Command::new(BIN)
+        };
+        let out = cmd
             .args(["--root", self.root().to_str().unwrap()])
             .args(["--config", cfg.to_str().unwrap(), "run", "--once"])
             .output()
@@ -69,9 +95,13 @@ pub struct Fleet {
     pub expiring: Textfile,
     /// Built 20 days ago with 10-day leaves; apiserver is excluded and stays expired.
     pub expired: Textfile,
-    /// `failed[0]`: a cycle that renewed everything; `failed[1]`: the next daemon's cycle
-    /// after apiserver.key was replaced by another key, so renewing apiserver is refused.
+    /// `failed[0]`: a cycle with every certificate excluded (nothing tried); `failed[1]`: the
+    /// next daemon's cycle, which tries to renew the due certificates and fails to write
+    /// them (read-only pki directory).
     pub failed: [Textfile; 2],
+    /// A cycle after apiserver.key was replaced by another key: renewing apiserver is refused
+    /// (a standing refusal, not a failed attempt).
+    pub refused: Textfile,
     /// Leaves with 3 days left, restarts on, but no kubelet runs the pods: the first restart
     /// never comes back healthy and is rolled back.
     pub rolled_back: Textfile,
@@ -93,6 +123,7 @@ impl Fleet {
             ("expired", &self.expired),
             ("failed-before", &self.failed[0]),
             ("failed", &self.failed[1]),
+            ("refused", &self.refused),
             ("rolled-back", &self.rolled_back),
             ("ca-short", &self.ca_short),
         ]
@@ -114,14 +145,17 @@ impl Fleet {
         })
         .run_once(&exclude);
         let n = Node::build(|_| {});
-        let before = n.run_once(NO_RESTART);
-        let pki = n.root().join("etc/kubernetes/pki");
+        let all = "exclude: [admin.conf, apiserver, apiserver-etcd-client, apiserver-kubelet-client, controller-manager.conf, etcd-healthcheck-client, etcd-peer, etcd-server, front-proxy-client, scheduler.conf, super-admin.conf]\n";
+        let before = n.run_once(&format!("{NO_RESTART}{all}"));
+        let after = n.run_once_read_only_pki(NO_RESTART);
+        let r = Node::build(|_| {});
+        let pki = r.root().join("etc/kubernetes/pki");
         std::fs::copy(
             pki.join("front-proxy-client.key"),
             pki.join("apiserver.key"),
         )
         .unwrap();
-        let after = n.run_once(NO_RESTART);
+        let refused = r.run_once(NO_RESTART);
         let ca_short = Node::build(|s| {
             s.leaf_left = days(100);
             s.ca_left = days(200);
@@ -133,6 +167,7 @@ impl Fleet {
             expiring,
             expired,
             failed: [before, after],
+            refused,
             rolled_back: rolled_back.join().unwrap(),
             ca_short,
         }
