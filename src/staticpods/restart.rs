@@ -195,7 +195,7 @@ pub fn restart_one(
     };
     fail::fail_point!("restart::after-park");
     // (c) hold for fileCheckFrequency and until the old process is gone, bounded by timeout
-    let held = hold(&old, opts);
+    let held = hold(c.name(), &old, opts);
     fail::fail_point!("restart::during-hold");
     let unparked_at = SystemTime::now();
     guard.armed = false;
@@ -274,28 +274,30 @@ impl Drop for ParkGuard<'_> {
 
 /// Hold: at least `min_hold`, and until every old process has exited; bounded by `timeout`.
 /// A signal ends the hold early; the caller unparks either way.
-fn hold(old: &[ProcInfo], opts: &RestartOpts) -> Result<(), RestartError> {
+fn hold(component: &'static str, old: &[ProcInfo], opts: &RestartOpts) -> Result<(), RestartError> {
     let start = Instant::now();
     if !sleep_checking(opts.min_hold) {
-        return Err(RestartError::Interrupted("hold"));
+        return Err(RestartError::Interrupted(component));
     }
     while old.iter().any(|p| is_alive(&opts.proc_root, p)) {
         if start.elapsed() >= opts.timeout {
-            let alive: Vec<i32> = old
+            let alive: Vec<String> = old
                 .iter()
                 .filter(|p| is_alive(&opts.proc_root, p))
-                .map(|p| p.pid)
+                .map(|p| p.pid.to_string())
                 .collect();
+            // The kubelet never stopped the old pod, so no new one can start.
             return Err(RestartError::NotHealthy {
-                component: "hold",
+                component,
                 timeout: opts.timeout,
                 seen: format!(
-                    "old process(es) {alive:?} still running after the manifest was parked"
+                    "no new process: the old process (pid {}) still ran after the manifest was parked; the kubelet did not stop it",
+                    alive.join(", ")
                 ),
             });
         }
         if !sleep_checking(opts.poll) {
-            return Err(RestartError::Interrupted("hold"));
+            return Err(RestartError::Interrupted(component));
         }
     }
     Ok(())
