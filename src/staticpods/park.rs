@@ -143,3 +143,7 @@ pub fn recover_parked(paths: &NodePaths) -> Result<Vec<String>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "park_tests.rs"]
+mod tests;

@@ -216,12 +216,7 @@ pub fn restart_one(
     let deadline = Instant::now() + opts.timeout;
     loop {
         let procs = find_by_cmdline(&opts.proc_root, &back.command).unwrap_or_default();
-        let fresh = procs.into_iter().find(|p| {
-            p.start_time + Duration::from_secs(1) >= since
-                && !old
-                    .iter()
-                    .any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks)
-        });
+        let fresh = first_new(procs, &old, since);
         let seen = match (&fresh, probe_once(&back)) {
             // A new process, and a healthy probe (or none to ask).
             (Some(p), r) if r.as_ref().is_none_or(|r| r.is_healthy()) => {
@@ -253,6 +248,18 @@ pub fn restart_one(
         }
         std::thread::sleep(opts.poll);
     }
+}
+
+/// The first of `procs` that is a new process: started at `since` or later (one second of slack:
+/// start times come from `btime`, whole seconds) and none of `old` (same pid and start ticks,
+/// which also holds when the wall clock was stepped).
+fn first_new(procs: Vec<ProcInfo>, old: &[ProcInfo], since: SystemTime) -> Option<ProcInfo> {
+    procs.into_iter().find(|p| {
+        p.start_time + Duration::from_secs(1) >= since
+            && !old
+                .iter()
+                .any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks)
+    })
 }
 
 /// Puts a parked manifest back when dropped while armed (an early return or a panic).
@@ -445,3 +452,7 @@ pub fn parse_components(paths: &NodePaths, names: &[String]) -> Result<Vec<Compo
 pub fn manifest_path(paths: &NodePaths, f: &Found) -> PathBuf {
     paths.manifests.join(Path::new(&f.file))
 }
+
+#[cfg(test)]
+#[path = "restart_tests.rs"]
+mod tests;
