@@ -200,6 +200,27 @@ fn panic_during_hold() {
     assert_eq!(panic_crash("restart::during-hold"), Outcome::Recovered);
 }
 
+/// A panic between park and unpark in a one-shot command: `restart_one`'s guard puts the
+/// manifest back while the panic unwinds, before any recovery runs. Without the guard it stayed
+/// parked until the next run (a cargo-mutants survivor, see TESTING.md).
+#[test]
+fn panic_after_park_puts_the_manifest_back_on_unwind() {
+    let n = live_node();
+    let point = "restart::after-park";
+    let d = n
+        .spawn(&["renew", "all"], Some(&fp(point, "panic")))
+        .finish();
+    assert!(!d.status.success(), "no panic\n{}", d.stderr);
+    assert!(
+        d.stderr.contains(&format!("failpoint {point} panic")),
+        "did not panic at the point\n{}",
+        d.stderr
+    );
+    // Nothing has run `recover`: only the unwinding guard can have moved it back.
+    assert!(!parked(&n, "etcd"), "still parked\n{}", d.stderr);
+    assert!(n.p(&format!("{MANIFESTS}/etcd.yaml")).exists());
+}
+
 /// A node with `apiserver.key` and `.csr` from `renew --csr-only`, and `apiserver.crt` signed
 /// by the node's CA with openssl, in `<root>/csr`.
 fn signed_node() -> Node {

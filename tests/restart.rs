@@ -5,6 +5,8 @@
 #[path = "support/kubelet.rs"]
 mod kubelet;
 mod restart_support;
+#[path = "restart_support/verified.rs"]
+mod verified;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

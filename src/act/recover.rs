@@ -14,7 +14,6 @@ use crate::act::store::{atomic, backup, journal};
 use crate::node::fsread::read_node_file;
 use crate::node::NodePaths;
 use crate::pki::inspect;
-use crate::pki::keys;
 use crate::pki::material::{cert_file, key_file};
 use crate::pki::table::{Location, HANDLERS};
 use anyhow::{Context, Result};
@@ -67,7 +66,9 @@ fn spki_of_cert(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn spki_of_key(bytes: &[u8]) -> Option<Vec<u8>> {
-    keys::parse_key_file(bytes).ok().map(|k| k.spki())
+    crate::pki::pubkey::public_of_key_file(bytes)
+        .ok()
+        .map(|k| k.spki)
 }
 
 /// If `crt` and `key` both exist, parse, and do not match, restore one of them from a backup.

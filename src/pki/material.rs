@@ -5,8 +5,9 @@
 use crate::node::fsread::{read_node_file, ReadError};
 use crate::node::NodePaths;
 use crate::pki::inspect::{self, CertInfo};
-use crate::pki::keys::{self, KeyFormat, PrivateKey};
+use crate::pki::keys::KeyFormat;
 use crate::pki::kubeconfig::{self, Kubeconfig};
+use crate::pki::pubkey::{public_of_key_file, PublicOfKey};
 use crate::pki::table::{Handler, Location};
 use std::path::{Path, PathBuf};
 
@@ -62,8 +63,8 @@ pub enum Source {
         key_path: PathBuf,
         /// Certificates after the leaf in the .crt file; kept after the renewed leaf.
         chain_rest: Vec<CertInfo>,
-        /// The current key, if the file exists.
-        key: Option<PrivateKey>,
+        /// The current key's public half, if the file exists (scans only compare it).
+        key: Option<PublicOfKey>,
     },
     /// A kubeconfig with embedded credentials.
     Kubeconfig {
@@ -73,8 +74,8 @@ pub enum Source {
         text: String,
         /// The decoded credentials.
         kc: Kubeconfig,
-        /// The embedded key.
-        key: PrivateKey,
+        /// The embedded key's public half.
+        key: PublicOfKey,
     },
 }
 
@@ -122,7 +123,7 @@ pub fn load(paths: &NodePaths, h: &'static Handler) -> Result<Option<Loaded>, Fi
             let key_path = key_file(paths, base);
             let key = match read(paths, &key_path)? {
                 None => None,
-                Some(kb) => Some(keys::parse_key_file(&kb).map_err(|e| match leaf.key_alg {
+                Some(kb) => Some(public_of_key_file(&kb).map_err(|e| match leaf.key_alg {
                     // aws-lc refuses RSA keys below 2048 bits; say so rather than "cannot parse".
                     Some(crate::pki::inspect::KeyAlg::Rsa(n)) if n < 2048 => FileProblem::new(
                         paths,
@@ -148,7 +149,7 @@ pub fn load(paths: &NodePaths, h: &'static Handler) -> Result<Option<Loaded>, Fi
             let kc = kubeconfig::parse(&text).map_err(|e| bad(&e))?;
             let mut chain = inspect::parse_cert_file(&kc.client_cert)
                 .map_err(|e| bad(&format!("client-certificate-data: {e}")))?;
-            let key = keys::parse_key_file(&kc.client_key)
+            let key = public_of_key_file(&kc.client_key)
                 .map_err(|e| bad(&format!("client-key-data: {e}")))?;
             let leaf = chain.remove(0);
             Ok(Some(Loaded {
@@ -166,8 +167,8 @@ pub fn load(paths: &NodePaths, h: &'static Handler) -> Result<Option<Loaded>, Fi
 }
 
 impl Loaded {
-    /// The current key, if there is one.
-    pub fn key(&self) -> Option<&PrivateKey> {
+    /// The current key's public half, if there is a key.
+    pub fn key(&self) -> Option<&PublicOfKey> {
         match &self.source {
             Source::Pki { key, .. } => key.as_ref(),
             Source::Kubeconfig { key, .. } => Some(key),
@@ -176,7 +177,7 @@ impl Loaded {
 
     /// Whether the current key matches the certificate (None when there is no key).
     pub fn key_matches(&self) -> Option<bool> {
-        self.key().map(|k| k.spki() == self.leaf.spki)
+        self.key().map(|k| k.spki == self.leaf.spki)
     }
 
     /// The PEM form a new key takes: the old key's, else kubeadm's for the algorithm.

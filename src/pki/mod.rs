@@ -12,5 +12,7 @@ pub mod keys;
 pub mod kubeconfig;
 /// One read/write interface over PKI files and kubeconfigs.
 pub mod material;
+/// The public half of a private key, read from its DER (no key-pair validation).
+pub mod pubkey;
 /// kubeadm's certificate handlers.
 pub mod table;

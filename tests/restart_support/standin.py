@@ -8,9 +8,11 @@
 #   <name>.die          exit at once (a component that never comes back);
 #   <name>.accept       JSON {path: content}: exit at once if a named file differs
 #                       (a component that rejects its renewed certificates);
+#   <name>.slowexit     seconds (read at SIGTERM): keep running that long after SIGTERM, then
+#                       exit (a component draining its connections);
 #   <name>.<pid>.loaded written at start: JSON {path: content} of every file the flags name,
 #                       so a test can see which certificates this process loaded.
-import http.server, json, os, ssl, sys
+import http.server, json, os, signal, ssl, sys, time
 
 name = sys.argv[1]
 flags = {}
@@ -36,6 +38,22 @@ tmp = os.path.join(hooks, "%s.%d.loaded.tmp" % (name, os.getpid()))
 with open(tmp, "w") as f:
     json.dump(loaded, f)
 os.rename(tmp, tmp[: -len(".tmp")])
+
+
+def on_term(signum, frame):
+    try:
+        with open(os.path.join(hooks, name + ".slowexit")) as f:
+            delay = float(f.read())
+    except OSError:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    print("stand-in: SIGTERM, exiting in %ss" % delay, flush=True)
+    time.sleep(delay)
+    os._exit(0)
+
+
+signal.signal(signal.SIGTERM, on_term)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

@@ -88,6 +88,8 @@ struct Running {
 struct Shared {
     events: Mutex<Vec<Event>>,
     stop: AtomicBool,
+    /// Act on the last listing from now on (see [`KubeletHarness::freeze`]).
+    frozen: AtomicBool,
 }
 
 /// The running stand-in kubelet; dropping it stops every process it started.
@@ -103,6 +105,7 @@ impl KubeletHarness {
         let shared = Arc::new(Shared {
             events: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
         });
         let logs = tempfile::tempdir().expect("log dir");
         let mut worker = Worker {
@@ -113,6 +116,7 @@ impl KubeletHarness {
             running: BTreeMap::new(),
             exited: BTreeMap::new(),
             spawned: 0,
+            last: BTreeMap::new(),
         };
         let thread = std::thread::spawn(move || worker.run());
         KubeletHarness {
@@ -146,6 +150,13 @@ impl KubeletHarness {
             }
         }
         pid
+    }
+
+    /// From now on, never look at the directory again: act on the last listing, like a
+    /// kubelet that misses every change (its pods keep running, and one that exits is
+    /// started again from the cached spec). Call it once the pods run.
+    pub fn freeze(&self) {
+        self.shared.frozen.store(true, Ordering::SeqCst);
     }
 
     /// Where the children's output goes.
@@ -204,6 +215,8 @@ struct Worker {
     /// Pods whose process exited by itself: (content hash, when) for the backoff.
     exited: BTreeMap<String, (u64, Instant)>,
     spawned: u32,
+    /// The last listing, used while frozen.
+    last: BTreeMap<String, (u64, Manifest)>,
 }
 
 impl Worker {
@@ -214,7 +227,10 @@ impl Worker {
     fn run(&mut self) {
         while !self.stopping() {
             self.reap_exited();
-            let desired = self.list();
+            if !self.shared.frozen.load(Ordering::SeqCst) {
+                self.last = self.list();
+            }
+            let desired = self.last.clone();
             let gone: Vec<String> = self
                 .running
                 .iter()

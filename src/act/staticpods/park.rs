@@ -144,3 +144,7 @@ pub fn recover_parked(paths: &NodePaths, now: OffsetDateTime) -> Result<Vec<Stri
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "park_tests.rs"]
+mod tests;

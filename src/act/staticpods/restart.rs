@@ -163,7 +163,7 @@ pub fn restart_one(
     };
     fail::fail_point!("restart::after-park");
     // (c) hold for fileCheckFrequency and until the old process is gone, bounded by timeout
-    let held = hold(&old, opts);
+    let held = hold(c.name(), &old, opts);
     fail::fail_point!("restart::during-hold");
     let unparked_at = (opts.clock)();
     guard.armed = false;
@@ -206,12 +206,7 @@ fn wait_back(
     let deadline = Instant::now() + opts.timeout;
     loop {
         let procs = find_by_cmdline(&opts.proc_root, &back.command).unwrap_or_default();
-        let fresh = procs.into_iter().find(|p| {
-            p.start_time + Duration::from_secs(1) >= since
-                && !old
-                    .iter()
-                    .any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks)
-        });
+        let fresh = first_new(procs, old, since);
         let seen = match (&fresh, probe_once(back)) {
             // A new process, and a healthy probe (or none to ask).
             (Some(p), r) if r.as_ref().is_none_or(|r| r.is_healthy()) => return Ok(*p),
@@ -246,6 +241,18 @@ fn pid_list(procs: &[ProcInfo]) -> String {
     v.join(", ")
 }
 
+/// The first of `procs` that is a new process: started at `since` or later (one second of slack:
+/// start times come from `btime`, whole seconds) and none of `old` (same pid and start ticks,
+/// which also holds when the wall clock was stepped).
+fn first_new(procs: Vec<ProcInfo>, old: &[ProcInfo], since: SystemTime) -> Option<ProcInfo> {
+    procs.into_iter().find(|p| {
+        p.start_time + Duration::from_secs(1) >= since
+            && !old
+                .iter()
+                .any(|o| o.pid == p.pid && o.start_ticks == p.start_ticks)
+    })
+}
+
 /// Puts a parked manifest back when dropped while armed (an early return or a panic).
 struct ParkGuard<'a> {
     paths: &'a NodePaths,
@@ -268,10 +275,10 @@ impl Drop for ParkGuard<'_> {
 
 /// Hold: at least `min_hold`, and until every old process has exited; bounded by `timeout`.
 /// A signal ends the hold early; the caller unparks either way.
-fn hold(old: &[ProcInfo], opts: &RestartOpts) -> Result<(), RestartError> {
+fn hold(component: &'static str, old: &[ProcInfo], opts: &RestartOpts) -> Result<(), RestartError> {
     let start = Instant::now();
     if !sleep_checking(opts.min_hold, &opts.cancel) {
-        return Err(RestartError::Interrupted("hold"));
+        return Err(RestartError::Interrupted(component));
     }
     while old.iter().any(|p| is_alive(&opts.proc_root, p)) {
         if start.elapsed() >= opts.timeout {
@@ -280,17 +287,18 @@ fn hold(old: &[ProcInfo], opts: &RestartOpts) -> Result<(), RestartError> {
                 .filter(|p| is_alive(&opts.proc_root, p))
                 .copied()
                 .collect();
-            let alive = pid_list(&alive);
+            // The kubelet never stopped the old pod, so no new one can start.
             return Err(RestartError::NotHealthy {
-                component: "hold",
+                component,
                 timeout: opts.timeout,
                 seen: format!(
-                    "old process(es) {alive} still running after the manifest was parked"
+                    "no new process: the old process (pid {}) still ran after the manifest was parked; the kubelet did not stop it",
+                    pid_list(&alive)
                 ),
             });
         }
         if !sleep_checking(opts.poll, &opts.cancel) {
-            return Err(RestartError::Interrupted("hold"));
+            return Err(RestartError::Interrupted(component));
         }
     }
     Ok(())
@@ -469,3 +477,7 @@ pub fn parse_components(paths: &NodePaths, names: &[String]) -> Result<Vec<Compo
         .map(|n| Component::from_name(n).ok_or_else(|| anyhow!("unknown component {n:?}; use all, etcd, kube-apiserver, kube-controller-manager or kube-scheduler")))
         .collect()
 }
+
+#[cfg(test)]
+#[path = "restart_tests.rs"]
+mod tests;
