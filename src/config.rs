@@ -48,6 +48,7 @@ struct RestartFragment {
 struct KubeletFragment {
     #[serde(rename = "serverTLSBootstrap")]
     server_tls_bootstrap: Option<bool>,
+    revive_client_cert: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +101,8 @@ pub struct Settings {
     pub restart: RestartSettings,
     /// Desired kubelet `serverTLSBootstrap`; `None` leaves the file alone.
     pub kubelet_server_tls_bootstrap: Option<bool>,
+    /// Revive an expired kubelet client certificate on a node holding ca.key.
+    pub kubelet_revive_client_cert: bool,
     /// Host path of the node_exporter textfile; `None` when off.
     pub metrics_textfile: Option<String>,
 }
@@ -126,6 +129,7 @@ impl Default for Settings {
                 min_hold: None,
             },
             kubelet_server_tls_bootstrap: None,
+            kubelet_revive_client_cert: true,
             metrics_textfile: Some(
                 "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom".into(),
             ),
@@ -228,6 +232,9 @@ impl Settings {
         }
         if let Some(k) = f.kubelet {
             s.kubelet_server_tls_bootstrap = k.server_tls_bootstrap;
+            if let Some(r) = k.revive_client_cert {
+                s.kubelet_revive_client_cert = r;
+            }
         }
         if let Some(m) = f.metrics {
             s.metrics_textfile = match m.textfile {

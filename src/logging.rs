@@ -13,6 +13,11 @@ pub const MSG_RESTART_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b304";
 pub const MSG_EXPIRING_SOON: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b305";
 /// MESSAGE_ID of a CA with little runway left.
 pub const MSG_CA_EXPIRING: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b306";
+/// MESSAGE_ID of a revived kubelet client certificate.
+pub const MSG_KUBELET_CLIENT_REVIVED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b307";
+/// MESSAGE_ID of a kubelet client certificate that needs reviving and was not revived (a
+/// worker without ca.key, the setting off, or a failure).
+pub const MSG_KUBELET_CLIENT_STUCK: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b308";
 
 /// Set up logging once, at process start.
 pub fn init(verbose: bool) {

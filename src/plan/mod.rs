@@ -2,6 +2,8 @@
 //! refused and why, and which static pods must restart in which order. No side effects, so
 //! `--dry-run` and the tests need none.
 
+/// Whether the kubelet's client certificate needs reviving, and whether this node can.
+pub mod kubelet_client;
 /// check-expiration: kubeadm's tables and JSON.
 pub mod report;
 /// Which static pods a renewal affects, read from the manifests.
