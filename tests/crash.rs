@@ -9,6 +9,10 @@
 #![cfg(feature = "failpoints")]
 
 mod crash_support;
+#[path = "crash_support/revive.rs"]
+mod revive_crash;
+#[path = "revive_support/mod.rs"]
+mod revive_support;
 
 use crash_support::*;
 use std::time::SystemTime;
