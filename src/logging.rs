@@ -72,3 +72,18 @@ pub fn human_duration(d: std::time::Duration) -> String {
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
 }
+
+/// An instant as people and journald fields read it: RFC 3339 in UTC, to the second
+/// (`2027-11-29T08:58:21Z`).
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}

@@ -44,6 +44,11 @@ pub struct Counters {
     pub last_renewal: Option<OffsetDateTime>,
     /// Component restarts, by component name.
     pub restarts: BTreeMap<String, Counts>,
+    /// Cycles run, by what started them (start, timer, change).
+    pub cycles: BTreeMap<String, u64>,
+    /// Certificates refused in the last scan (a current state, replaced every cycle, not a
+    /// count: a standing refusal is not a failed renewal).
+    pub refused: Vec<String>,
 }
 
 impl Counters {
@@ -56,6 +61,11 @@ impl Counters {
     /// Count a failed renewal.
     pub fn renewal_failed(&mut self) {
         self.renewals.add(false);
+    }
+
+    /// Count one cycle, started by `trigger`.
+    pub fn cycle(&mut self, trigger: &str) {
+        *self.cycles.entry(trigger.to_string()).or_default() += 1;
     }
 
     /// Count one restart attempt of `component`.
@@ -248,6 +258,22 @@ pub fn render(scan: &Scan, counters: &Counters, now: OffsetDateTime) -> String {
         counters.renewals.failed,
     );
     o.family(
+        "kubeadm_certd_renewal_refused",
+        "gauge",
+        "1 for each certificate the last scan refused to renew (see the journal for why).",
+    );
+    for name in &counters.refused {
+        o.sample("kubeadm_certd_renewal_refused", &[("cert", name)], 1);
+    }
+    o.family(
+        "kubeadm_certd_cycles_total",
+        "counter",
+        "Scan cycles since the daemon started, by trigger (start, timer, change).",
+    );
+    for (trigger, n) in &counters.cycles {
+        o.sample("kubeadm_certd_cycles_total", &[("trigger", trigger)], *n);
+    }
+    o.family(
         "kubeadm_certd_restarts_total",
         "counter",
         "Component restarts since the daemon started, by component and result.",
@@ -267,14 +293,30 @@ pub fn render(scan: &Scan, counters: &Counters, now: OffsetDateTime) -> String {
     o.0
 }
 
-/// Write the textfile atomically (temp file in the same directory, then rename), creating
-/// its directory when missing. A new file is 0644; an existing one keeps its mode. The temp
-/// file's name does not end in `.prom`, so node_exporter never reads a partial file.
-pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
+/// Why the textfile was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum TextfileError {
+    /// Its directory does not exist: node_exporter's textfile collector is not set up there,
+    /// and creating directories for a collector that is not there helps nobody.
+    #[error(
+        "the directory {0} does not exist (is node_exporter's textfile collector set up there?)"
+    )]
+    NoDirectory(String),
+    /// Writing failed.
+    #[error(transparent)]
+    Write(#[from] anyhow::Error),
+}
+
+/// Write the textfile atomically (temp file in the same directory, then rename), only when
+/// its directory exists. A new file is 0644; an existing one keeps its mode. The temp file's
+/// name does not end in `.prom`, so node_exporter never reads a partial file.
+pub fn write_textfile(path: &Path, text: &str) -> Result<(), TextfileError> {
     if let Some(dir) = path.parent() {
-        atomic::create_dir_all_mode(dir, 0o755)?;
+        if !dir.is_dir() {
+            return Err(TextfileError::NoDirectory(dir.display().to_string()));
+        }
     }
-    atomic::write_atomic(path, text.as_bytes(), 0o644)
+    Ok(atomic::write_atomic(path, text.as_bytes(), 0o644)?)
 }
 
 #[cfg(test)]

@@ -197,6 +197,7 @@ pub fn recover_all(
     let result = crate::act::staticpods::restart::RestartOpts::from_node(paths, settings, cancel)
         .and_then(|opts| {
             crate::act::staticpods::restart::restart_all(paths, &comps, &opts, &|_| Vec::new())
+                .map_err(anyhow::Error::from)
         });
     match result {
         Ok(done) => r.actions.extend(

@@ -3,7 +3,7 @@
 
 use crate::act::cancel::Cancel;
 use crate::act::renew::Outcome;
-use crate::act::staticpods::restart::{restart_all, RestartOpts, Rollback};
+use crate::act::staticpods::restart::{restart_all, RestartOpts, Rollback, SequenceError};
 use crate::config::Settings;
 use crate::node::NodePaths;
 use crate::pki::table::Component;
@@ -35,18 +35,23 @@ pub fn rollback_for(paths: &NodePaths, outcome: &Outcome, c: Component) -> Rollb
 }
 
 /// Restart the components after a renewal or install, with rollback to `outcome`'s backup.
+/// Returns the components that came back; the error says which came back before a failure.
 pub fn restart_after(
     paths: &NodePaths,
     settings: &Settings,
     outcome: &Outcome,
     components: &[String],
     cancel: &Cancel,
-) -> anyhow::Result<()> {
+) -> Result<Vec<Component>, SequenceError> {
     let comps: Vec<Component> = components
         .iter()
         .filter_map(|n| Component::from_name(n))
         .collect();
-    let opts = RestartOpts::from_node(paths, settings, cancel)?;
-    restart_all(paths, &comps, &opts, &|c| rollback_for(paths, outcome, c))?;
-    Ok(())
+    let opts = RestartOpts::from_node(paths, settings, cancel).map_err(|error| SequenceError {
+        done: Vec::new(),
+        failed: None,
+        error,
+    })?;
+    let done = restart_all(paths, &comps, &opts, &|c| rollback_for(paths, outcome, c))?;
+    Ok(done.into_iter().map(|r| r.component).collect())
 }

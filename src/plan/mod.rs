@@ -187,8 +187,8 @@ fn decide(
             "{}: the {} CA {why} (NotBefore {}, NotAfter {}); refusing to issue certificates it cannot vouch for. Rotate the CA first",
             h.name,
             h.ca.name(),
-            ca_cert.not_before,
-            ca_cert.not_after
+            crate::logging::rfc3339(ca_cert.not_before),
+            crate::logging::rfc3339(ca_cert.not_after)
         ));
     }
     if loaded.leaf.key_alg.is_none() {

@@ -422,12 +422,13 @@ pub fn print_downtime(outages: &BTreeMap<String, Option<Duration>>, only: &[&str
     }
 }
 
-/// The downtime kubeadm-certd itself reported in its log ("<c> restarted (...), down for Xs").
+/// The downtime kubeadm-certd itself reported in its log ("<c> restarted (...), down for
+/// 1s 234ms", a humantime duration).
 pub fn reported_downtime(stderr: &str, component: &str) -> Option<f64> {
     stderr.lines().find_map(|l| {
         let rest = l.split_once(&format!("{component} restarted"))?.1;
-        let x = rest.split_once("down for ")?.1.split_whitespace().next()?;
-        x.trim_end_matches('s').parse().ok()
+        let x = rest.split_once("down for ")?.1.trim();
+        humantime::parse_duration(x).ok().map(|d| d.as_secs_f64())
     })
 }
 
