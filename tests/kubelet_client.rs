@@ -256,6 +256,7 @@ fn a_worker_without_ca_key_is_untouched_and_warned() {
         "/etc/kubernetes/pki/ca.key does not exist",
         "kubeadm-certd kubelet-client kubeconfig --node cp1",
         "systemctl restart kubelet",
+        "kubeadm-certd repair-kubelet-conf",
     ] {
         assert!(
             r.stderr.contains(needle),

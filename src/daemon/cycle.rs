@@ -36,12 +36,14 @@ pub struct CycleReport {
     pub renewed: usize,
     /// Failures (renewal or restart attempts, not standing refusals).
     pub failures: usize,
+    /// Whether the kubelet's client certificate was revived.
+    pub revived: bool,
 }
 
 impl CycleReport {
     /// Whether the cycle changed anything or failed (worth an info line).
     pub fn acted(&self) -> bool {
-        self.renewed > 0 || self.failures > 0
+        self.renewed > 0 || self.failures > 0 || self.revived
     }
 }
 
@@ -87,7 +89,8 @@ pub fn run(
     state.counters.refused = standing::refusals(&scan, &plan, &mut state.conditions, now);
     standing::skipped_but_due(&plan, settings, &mut state.conditions, now);
     renew_and_restart(paths, settings, &scan, &plan, now, cancel, state, &mut rep);
-    let scan = if rep.renewed > 0 {
+    revive_kubelet_client(paths, settings, now, cancel, state, &mut rep);
+    let scan = if rep.renewed > 0 || rep.revived {
         crate::plan::scan::scan(paths)
     } else {
         scan
@@ -174,6 +177,50 @@ fn renew_and_restart(
     }
 }
 
+/// Revive the kubelet's client certificate when it is due and this node holds ca.key
+/// (issue 13); otherwise warn, as a standing condition, with the manual steps.
+fn revive_kubelet_client(
+    paths: &NodePaths,
+    settings: &Settings,
+    now: OffsetDateTime,
+    cancel: &Cancel,
+    state: &mut State,
+    rep: &mut CycleReport,
+) {
+    use crate::act::kubelet::revive::{run_if_needed, Outcome};
+    match run_if_needed(paths, settings, now, cancel) {
+        Ok(Outcome::NotNeeded(_)) => {}
+        Ok(Outcome::NotRevived { warning, .. }) => {
+            if state
+                .conditions
+                .holds("kubelet-client-revive", &warning, now)
+            {
+                tracing::warn!(
+                    MESSAGE_ID = logging::MSG_KUBELET_CLIENT_STUCK,
+                    ACTION = "kubelet-client-revive",
+                    "{warning}"
+                );
+            }
+        }
+        Ok(Outcome::Revived(r)) => {
+            rep.revived = true;
+            rep.written.extend(r.written);
+        }
+        Err(e) => {
+            rep.failures += 1;
+            let text = format!("reviving the kubelet's client certificate failed: {e:#}");
+            if state.conditions.holds("kubelet-client-revive", &text, now) {
+                tracing::error!(
+                    MESSAGE_ID = logging::MSG_KUBELET_CLIENT_STUCK,
+                    ACTION = "kubelet-client-revive",
+                    RESULT = "failed",
+                    "{text}"
+                );
+            }
+        }
+    }
+}
+
 /// Write the metrics textfile, if configured and its directory exists.
 fn write_metrics(
     paths: &NodePaths,
@@ -244,6 +291,9 @@ fn status_line(
     }
     if rep.renewed > 0 {
         s.push_str(&format!("; renewed {} this cycle", rep.renewed));
+    }
+    if rep.revived {
+        s.push_str("; revived the kubelet's client certificate");
     }
     if rep.failures > 0 {
         s.push_str(&format!("; {} failure(s), see the journal", rep.failures));

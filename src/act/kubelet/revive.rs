@@ -33,10 +33,17 @@ use time::OffsetDateTime;
 /// What [`run_if_needed`] did.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Nothing was due (or there is no kubelet client certificate).
+    /// Nothing was due, or nothing can be judged (no certificate, or an unreadable one, which
+    /// the scan reports).
     NotNeeded(Verdict),
-    /// Due, but not revived here (no CA key, the setting off, unreadable); warned.
-    NotRevived(Verdict),
+    /// Due, but not revived here (no CA key, or the setting is off): the warning, with the
+    /// manual steps, for the caller to log as a standing condition.
+    NotRevived {
+        /// The verdict.
+        verdict: Verdict,
+        /// The warning.
+        warning: String,
+    },
     /// Revived.
     Revived(Revived),
 }
@@ -86,9 +93,9 @@ pub fn pending(paths: &NodePaths) -> bool {
     exists(&journal_path(paths))
 }
 
-/// The daemon's step: revive when the verdict says so and `kubelet.reviveClientCert` is on;
-/// warn (at most once a day) when it is due and cannot or may not be revived. The caller
-/// holds the lock.
+/// The daemon's step: revive when the verdict says so and `kubelet.reviveClientCert` is on.
+/// When it is due and cannot or may not be revived, returns the warning (the caller logs it
+/// at most once a day). The caller holds the lock.
 pub fn run_if_needed(
     paths: &NodePaths,
     settings: &Settings,
@@ -97,32 +104,19 @@ pub fn run_if_needed(
 ) -> Result<Outcome> {
     let scan = crate::plan::scan::scan(paths);
     let verdict = decide(&scan, now, settings.kubelet_revive_client_cert);
-    match &verdict {
-        Verdict::Absent | Verdict::Rotating { .. } => Ok(Outcome::NotNeeded(verdict)),
-        Verdict::Unreadable(_) => Ok(Outcome::NotRevived(verdict)),
-        Verdict::Disabled(due) => {
-            if logging::once_a_day("kubelet-client-revive") {
-                tracing::warn!(
-                    MESSAGE_ID = logging::MSG_KUBELET_CLIENT_STUCK,
-                    ACTION = "kubelet-client-revive",
-                    RESULT = "disabled",
-                    "the kubelet's client certificate needs reviving ({due}) and kubelet.reviveClientCert is false: run `kubeadm-certd kubelet-client revive`"
-                );
-            }
-            Ok(Outcome::NotRevived(verdict))
+    let warning = match &verdict {
+        Verdict::Absent | Verdict::Rotating { .. } | Verdict::Unreadable(_) => {
+            return Ok(Outcome::NotNeeded(verdict))
         }
+        Verdict::Disabled(due) => format!(
+            "the kubelet's client certificate needs reviving ({due}) and kubelet.reviveClientCert is false: run `kubeadm-certd kubelet-client revive`"
+        ),
         Verdict::NotHere { due, reason } => {
-            if logging::once_a_day("kubelet-client-revive") {
-                let node = node_name(paths, &scan).unwrap_or_else(|| "NAME".into());
-                tracing::warn!(
-                    MESSAGE_ID = logging::MSG_KUBELET_CLIENT_STUCK,
-                    ACTION = "kubelet-client-revive",
-                    RESULT = "not-here",
-                    "the kubelet's client certificate needs reviving ({due}), and this node cannot issue one: {reason}. {}",
-                    manual_steps(&node)
-                );
-            }
-            Ok(Outcome::NotRevived(verdict))
+            let node = node_name(paths, &scan).unwrap_or_else(|| "NAME".into());
+            format!(
+                "the kubelet's client certificate needs reviving ({due}), and this node cannot issue one: {reason}. {}",
+                manual_steps(&node)
+            )
         }
         Verdict::Revive { due, .. } => {
             let node = node_name(paths, &scan).context(
@@ -133,15 +127,16 @@ pub fn run_if_needed(
                 "reviving the kubelet's client certificate for node {node}: {due}"
             );
             let r = revive(paths, settings, &node, now, cancel, true)?;
-            Ok(Outcome::Revived(r))
+            return Ok(Outcome::Revived(r));
         }
-    }
+    };
+    Ok(Outcome::NotRevived { verdict, warning })
 }
 
 /// The steps for a node that cannot revive its own certificate.
 pub fn manual_steps(node: &str) -> String {
     format!(
-        "On a control-plane node run `kubeadm-certd kubelet-client kubeconfig --node {node} > {node}.conf`, copy it to this node as /etc/kubernetes/kubelet.conf (mode 0600), then `systemctl restart kubelet`; the kubelet then rotates its certificate itself"
+        "On a control-plane node run `kubeadm-certd kubelet-client kubeconfig --node {node} > {node}.conf`; copy it to this node as /etc/kubernetes/kubelet.conf (mode 0600); run `systemctl restart kubelet`; once the kubelet has written a new /var/lib/kubelet/pki/kubelet-client-current.pem, run `kubeadm-certd repair-kubelet-conf` here (kubelet.conf then uses the rotated file again)"
     )
 }
 
