@@ -26,9 +26,13 @@ use crate::pki::table::CaId;
 use crate::plan::kubelet_client::{decide, node_of, Verdict};
 use crate::plan::report::format::rfc3339_utc;
 use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use recover::{remove_journal, write_journal};
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
+
+/// The revival journal and `recover`.
+mod recover;
+pub use recover::{journal_path, pending, recover, Journal};
 
 /// What [`run_if_needed`] did.
 #[derive(Debug)]
@@ -67,30 +71,6 @@ pub struct Revived {
     pub repaired_conf: bool,
     /// Host paths written (for the daemon's watch).
     pub written: Vec<String>,
-}
-
-/// The revival journal: what is left to do after a crash. Host paths.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Journal {
-    /// The backup of the material from before.
-    pub backup_dir: String,
-    /// The new dated file.
-    pub file: String,
-    /// Its staged copy (renamed into place by step 3).
-    pub staged: String,
-    /// `kubelet-client-current.pem`.
-    pub link: String,
-}
-
-/// Where the revival journal lives.
-pub fn journal_path(paths: &NodePaths) -> PathBuf {
-    paths.state.join("kubelet-revive.json")
-}
-
-/// Whether an interrupted revival is waiting for `recover`.
-pub fn pending(paths: &NodePaths) -> bool {
-    exists(&journal_path(paths))
 }
 
 /// The daemon's step: revive when the verdict says so and `kubelet.reviveClientCert` is on.
@@ -200,15 +180,20 @@ pub fn issue_for(
 }
 
 /// A free dated name at or after `now` (the kubelet's store names files to the second).
-fn new_file_name(paths: &NodePaths, now: OffsetDateTime) -> PathBuf {
-    let mut at = now;
-    loop {
-        let p = paths.kubelet_pki.join(dated_client_pem(at));
+fn new_file_name(paths: &NodePaths, now: OffsetDateTime) -> Result<PathBuf> {
+    for s in 0..3600 {
+        let p = paths
+            .kubelet_pki
+            .join(dated_client_pem(now + time::Duration::seconds(s)));
         if !exists(&p) && !exists(&atomic::staged_path(&p)) {
-            return p;
+            return Ok(p);
         }
-        at += time::Duration::seconds(1);
     }
+    bail!(
+        "{}: no free kubelet-client-<time>.pem name in the hour after {}",
+        paths.show(&paths.kubelet_pki),
+        rfc3339_utc(now)
+    )
 }
 
 /// Revive for `node`, then (with `restart`) restart the kubelet and wait for its healthz. The
@@ -231,7 +216,7 @@ pub fn revive(
     } else {
         None
     };
-    let file = new_file_name(paths, now);
+    let file = new_file_name(paths, now)?;
     let conf = super::conf::kubelet_conf(paths);
 
     // 1. Backup: the file in use, kubelet.conf, and the link itself.
@@ -340,80 +325,4 @@ fn repoint(link: &Path, target: &Path) -> Result<()> {
     std::os::unix::fs::symlink(target, &tmp)
         .with_context(|| format!("creating the link {}", tmp.display()))?;
     atomic::commit(&tmp, link)
-}
-
-fn write_journal(paths: &NodePaths, j: &Journal) -> Result<()> {
-    let text = serde_json::to_vec_pretty(j).context("encoding the revival journal")?;
-    atomic::write_atomic(&journal_path(paths), &text, 0o600)
-}
-
-fn remove_journal(paths: &NodePaths) -> Result<()> {
-    let p = journal_path(paths);
-    match std::fs::remove_file(&p) {
-        Ok(()) => atomic::fsync_dir(&paths.state),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {}", p.display())),
-    }
-}
-
-/// A journal is acted on only if it names what a revival writes: a dated pem and its staged
-/// copy in the kubelet's pki directory, and the current link there.
-fn validate(paths: &NodePaths, j: &Journal) -> Result<()> {
-    let file = paths.root.resolve(&j.file);
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ok = file.parent() == Some(paths.kubelet_pki.as_path())
-        && name.starts_with("kubelet-client-")
-        && name.ends_with(".pem")
-        && name != CLIENT_CURRENT
-        && paths.root.resolve(&j.staged) == atomic::staged_path(&file)
-        && paths.root.resolve(&j.link) == paths.kubelet_pki.join(CLIENT_CURRENT);
-    if !ok {
-        bail!(
-            "{}: not a journal kubeadm-certd writes; refusing to act on it (check it, then remove it)",
-            paths.show(&journal_path(paths))
-        );
-    }
-    Ok(())
-}
-
-/// Finish an interrupted revival: rename the staged pair into place, repoint the link, repair
-/// kubelet.conf, and (with `restart`) restart the kubelet. Returns what was done.
-pub fn recover(
-    paths: &NodePaths,
-    settings: &Settings,
-    restart: bool,
-    cancel: &Cancel,
-    now: OffsetDateTime,
-) -> Result<Vec<String>> {
-    let p = journal_path(paths);
-    let bytes = match crate::node::fsread::read_regular(&p, crate::node::fsread::MAX_NODE_FILE) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
-    };
-    let j: Journal = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: corrupt revival journal", p.display()))?;
-    validate(paths, &j)?;
-    let mut done = Vec::new();
-    if let Err(e) = finish_files(paths, &j, now) {
-        // Nothing to roll forward to: the link still names the old file. Drop the journal so
-        // the next cycle decides afresh.
-        remove_journal(paths)?;
-        return Err(e);
-    }
-    done.push(format!(
-        "finished interrupted revival of the kubelet's client certificate: {} points at {}",
-        j.link, j.file
-    ));
-    if !restart {
-        return Ok(done);
-    }
-    let r = crate::act::systemd::restart_kubelet(paths, settings.restart.timeout, cancel);
-    remove_journal(paths)?;
-    r.context("restarting the kubelet after an interrupted revival")?;
-    done.push("kubelet restarted (owed by an interrupted revival)".into());
-    Ok(done)
 }
