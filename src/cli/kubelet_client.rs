@@ -47,10 +47,22 @@ pub fn revive(ctx: &Ctx, dry_run: bool, now: OffsetDateTime) -> Result<()> {
     if dry_run {
         println!("Plan (dry run; nothing is changed):");
         println!("  revive the kubelet's client certificate: {due}");
+        let wanted = now + ctx.settings.certificate_validity;
+        let until = match scan
+            .ca(crate::pki::table::CaId::Ca)
+            .and_then(|c| c.cert.as_ref())
+        {
+            Some(ca) if ca.not_after < wanted => {
+                format!(
+                    "{} (clamped to the CA's NotAfter)",
+                    rfc3339_utc(ca.not_after)
+                )
+            }
+            _ => rfc3339_utc(wanted),
+        };
         println!(
-            "  issue O=system:nodes, CN=system:node:{node} (ECDSA P-256, clientAuth) with {}, valid {}",
+            "  issue O=system:nodes, CN=system:node:{node} (ECDSA P-256, clientAuth) with {}, valid until {until}",
             paths.show(&paths.pki.join("ca.crt")),
-            humantime::format_duration(ctx.settings.certificate_validity)
         );
         println!(
             "  write {}/kubelet-client-<now>.pem, point {} at it, restart the kubelet",

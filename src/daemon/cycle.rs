@@ -89,7 +89,7 @@ pub fn run(
     state.counters.refused = standing::refusals(&scan, &plan, &mut state.conditions, now);
     standing::skipped_but_due(&plan, settings, &mut state.conditions, now);
     renew_and_restart(paths, settings, &scan, &plan, now, cancel, state, &mut rep);
-    revive_kubelet_client(paths, settings, now, cancel, state, &mut rep);
+    revive_kubelet_client(paths, settings, &scan, now, cancel, state, &mut rep);
     let scan = if rep.renewed > 0 || rep.revived {
         crate::plan::scan::scan(paths)
     } else {
@@ -182,13 +182,15 @@ fn renew_and_restart(
 fn revive_kubelet_client(
     paths: &NodePaths,
     settings: &Settings,
+    scan: &Scan,
     now: OffsetDateTime,
     cancel: &Cancel,
     state: &mut State,
     rep: &mut CycleReport,
 ) {
-    use crate::act::kubelet::revive::{run_if_needed, Outcome};
-    match run_if_needed(paths, settings, now, cancel) {
+    use crate::act::kubelet::revive::{run_with_scan, Outcome};
+    // Renewals change no kubelet file: the cycle's scan still holds for the kubelet.
+    match run_with_scan(paths, settings, scan, now, cancel) {
         Ok(Outcome::NotNeeded(_)) => {}
         Ok(Outcome::NotRevived { warning, .. }) => {
             if state

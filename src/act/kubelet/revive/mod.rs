@@ -82,8 +82,25 @@ pub fn run_if_needed(
     now: OffsetDateTime,
     cancel: &Cancel,
 ) -> Result<Outcome> {
-    let scan = crate::plan::scan::scan(paths);
-    let verdict = decide(&scan, now, settings.kubelet_revive_client_cert);
+    run_with_scan(
+        paths,
+        settings,
+        &crate::plan::scan::scan(paths),
+        now,
+        cancel,
+    )
+}
+
+/// [`run_if_needed`] with a scan the caller already has (the daemon's cycle): only its
+/// kubelet and CA entries are read.
+pub fn run_with_scan(
+    paths: &NodePaths,
+    settings: &Settings,
+    scan: &crate::plan::scan::Scan,
+    now: OffsetDateTime,
+    cancel: &Cancel,
+) -> Result<Outcome> {
+    let verdict = decide(scan, now, settings.kubelet_revive_client_cert);
     let warning = match &verdict {
         Verdict::Absent | Verdict::Rotating { .. } | Verdict::Unreadable(_) => {
             return Ok(Outcome::NotNeeded(verdict))
@@ -92,14 +109,14 @@ pub fn run_if_needed(
             "the kubelet's client certificate needs reviving ({due}) and kubelet.reviveClientCert is false: run `kubeadm-certd kubelet-client revive`"
         ),
         Verdict::NotHere { due, reason } => {
-            let node = node_name(paths, &scan).unwrap_or_else(|| "NAME".into());
+            let node = node_name(paths, scan).unwrap_or_else(|| "NAME".into());
             format!(
                 "the kubelet's client certificate needs reviving ({due}), and this node cannot issue one: {reason}. {}",
                 manual_steps(&node)
             )
         }
         Verdict::Revive { due, .. } => {
-            let node = node_name(paths, &scan).context(
+            let node = node_name(paths, scan).context(
                 "cannot tell the node's name (certificate CN, kubelet.conf user, hostname)",
             )?;
             tracing::info!(
