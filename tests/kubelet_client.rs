@@ -7,7 +7,6 @@ mod revive_support;
 
 use revive_support::*;
 use std::path::Path;
-use std::time::Duration;
 
 fn day() -> time::Duration {
     time::Duration::days(1)
@@ -416,5 +415,25 @@ fn the_setting_turns_it_off() {
         "{}",
         r.stderr
     );
-    let _ = Duration::ZERO;
+}
+
+/// In its last 10% but not expired: the kubelet's rotation has failed, so it is revived too.
+#[test]
+fn the_last_tenth_counts() {
+    let n = RNode::new(
+        Some(time::OffsetDateTime::now_utc() + time::Duration::days(10)),
+        |_| {},
+    );
+    let c = n.run(&["check-expiration"]);
+    c.assert_ok("check-expiration");
+    assert!(
+        c.stdout
+            .contains("kubelet-client: revivable: it entered the last 10% of its lifetime at "),
+        "{}",
+        c.stdout
+    );
+    let before = n.link_target();
+    n.run(&["run", "--once"]).assert_ok("run --once");
+    assert_ne!(n.link_target(), before, "not revived");
+    assert_sound_client(&n, &n.current_file(), "cp1");
 }

@@ -81,7 +81,7 @@ impl Verdict {
             Verdict::Absent => String::new(),
             Verdict::Unreadable(why) => why.clone(),
             Verdict::Rotating { revivable_from } => format!(
-                "the kubelet rotates it; revivable here from {} if rotation fails",
+                "the kubelet rotates it; not rotated by {} (its last 10%), it needs reviving",
                 rfc3339_utc(*revivable_from)
             ),
             Verdict::Revive { due, .. } => format!(
