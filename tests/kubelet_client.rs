@@ -12,64 +12,6 @@ fn day() -> time::Duration {
     time::Duration::days(1)
 }
 
-fn x509(file: &Path, what: &[&str]) -> String {
-    let mut args = vec!["x509", "-in", file.to_str().unwrap(), "-noout"];
-    args.extend_from_slice(what);
-    let (ok, out) = openssl(&args);
-    assert!(ok, "openssl x509 {what:?}: {out}");
-    out
-}
-
-/// Every check of the evidence on the node's current pem.
-fn assert_sound_client(n: &RNode, file: &Path, node: &str) {
-    let ca = n.p(CA);
-    let (ok, out) = openssl(&[
-        "verify",
-        "-CAfile",
-        ca.to_str().unwrap(),
-        file.to_str().unwrap(),
-    ]);
-    assert!(
-        ok && out.trim_end().ends_with(": OK"),
-        "openssl verify: {out}"
-    );
-    assert_eq!(
-        x509(file, &["-subject"]).trim(),
-        format!("subject=O = system:nodes, CN = system:node:{node}")
-    );
-    let ext = x509(
-        file,
-        &["-ext", "keyUsage,extendedKeyUsage,basicConstraints"],
-    );
-    assert!(
-        ext.contains("X509v3 Key Usage: critical\n    Digital Signature\n"),
-        "{ext}"
-    );
-    assert!(
-        ext.contains("X509v3 Extended Key Usage: \n    TLS Web Client Authentication\n"),
-        "{ext}"
-    );
-    assert!(ext.contains("CA:FALSE"), "{ext}");
-    // Certificate then key in one file; the key is a new P-256 key matching the certificate.
-    let text = std::fs::read_to_string(file).unwrap();
-    let (c, k) = (
-        text.find("-----BEGIN CERTIFICATE-----").unwrap(),
-        text.find("-----BEGIN EC PRIVATE KEY-----").unwrap(),
-    );
-    assert!(c < k, "certificate then key");
-    let (ok, key) = openssl(&["pkey", "-in", file.to_str().unwrap(), "-pubout"]);
-    assert!(ok, "{key}");
-    assert_eq!(x509(file, &["-pubkey"]), key, "the key does not match");
-    let (ok, t) = openssl(&["pkey", "-in", file.to_str().unwrap(), "-noout", "-text"]);
-    assert!(ok && t.contains("prime256v1"), "{t}");
-    assert_eq!(revive_mode(file), 0o600);
-}
-
-fn revive_mode(p: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-}
-
 /// The first evidence: expired yesterday, `run --once`, a new dated pem that the link
 /// points at, sound, accepted by a real client-auth handshake where the old one is refused,
 /// and the kubelet restarted through systemctl.
@@ -195,28 +137,6 @@ fn check_expiration_reads_the_kubelets_absolute_link() {
         "{}",
         c.stderr
     );
-}
-
-/// Every file of the kubelet's pki dir and kubelet.conf: bytes and link targets.
-fn kubelet_files(n: &RNode) -> Vec<(String, Vec<u8>)> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(n.p(KPKI)).unwrap().flatten() {
-        let p = e.path();
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        let body = if m.file_type().is_symlink() {
-            std::fs::read_link(&p)
-                .unwrap()
-                .display()
-                .to_string()
-                .into_bytes()
-        } else {
-            std::fs::read(&p).unwrap()
-        };
-        v.push((p.display().to_string(), body));
-    }
-    v.push((CONF.into(), std::fs::read(n.p(CONF)).unwrap()));
-    v.sort();
-    v
 }
 
 #[test]
@@ -392,12 +312,6 @@ fn kubeconfig_for_a_worker() {
         "{}",
         r.stdout
     );
-}
-
-fn assert_sound_client_file(n: &RNode, file: &Path, node: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_sound_client(n, file, node);
 }
 
 /// `kubelet.reviveClientCert: false` turns the daemon's revival off (and says so).
