@@ -219,3 +219,34 @@ fn revive_during_the_kubelet_wait() {
     let o = recover_and_classify(&n, &target, &old_rel, &old, &dated, calls);
     assert_eq!(o, Outcome::Finished);
 }
+
+/// Killed with the new pem in place but the link not yet repointed; the daemon started again
+/// (`run --once`) finishes the revival before its cycle, and the cycle finds nothing to do.
+#[test]
+fn daemon_after_a_crash_mid_revival() {
+    let n = expired_node();
+    let target = n.link_target();
+    let point = format!("revive::after-new-file={SPIN}");
+    let mut run = spawn_at(&n.root, REVIVE, Some(&point), &n.env());
+    run.wait_at_point(&point, || journal(&n) && n.dated().len() == 2);
+    run.sigkill();
+    let calls = n.systemctl_calls().len();
+    let r = n.run(&["run", "--once"]);
+    r.assert_ok("run --once");
+    assert!(
+        r.stderr.contains("finished interrupted revival"),
+        "{}",
+        r.stderr
+    );
+    assert!(!journal(&n), "the revival journal is left");
+    assert_ne!(n.link_target(), target);
+    assert_eq!(n.dated().len(), 2, "revived twice: {:?}", n.dated());
+    assert_sound_client(&n, &n.current_file(), "cp1");
+    let restarts = n
+        .systemctl_calls()
+        .split_off(calls)
+        .into_iter()
+        .filter(|c| c == "restart kubelet")
+        .count();
+    assert_eq!(restarts, 1, "{:?}", n.systemctl_calls());
+}
