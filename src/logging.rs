@@ -13,11 +13,25 @@ pub const MSG_RESTART_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b304";
 pub const MSG_EXPIRING_SOON: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b305";
 /// MESSAGE_ID of a CA with little runway left.
 pub const MSG_CA_EXPIRING: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b306";
+/// MESSAGE_ID of a due certificate not renewed because the CA's NotAfter leaves no gain.
+pub const MSG_BLOCKED_BY_CA: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b307";
+/// MESSAGE_ID of a due certificate not renewed because the daemon renewed it within 24 h.
+pub const MSG_RECENTLY_RENEWED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b308";
+/// MESSAGE_ID of a restart withheld because the component's restart budget is spent.
+pub const MSG_RESTART_BUDGET: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b309";
+/// MESSAGE_ID of renewals deferred while the kernel reports the clock unsynchronised.
+pub const MSG_CLOCK_UNSYNCED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30a";
+/// MESSAGE_ID of renewals refused because the clock reads earlier than the newest NotBefore.
+pub const MSG_CLOCK_BEHIND: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30b";
+/// MESSAGE_ID of old backup sets deleted.
+pub const MSG_BACKUPS_PRUNED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30c";
+/// MESSAGE_ID of a configuration refused (at start or on SIGHUP).
+pub const MSG_CONFIG_REJECTED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30d";
 /// MESSAGE_ID of a revived kubelet client certificate.
-pub const MSG_KUBELET_CLIENT_REVIVED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b307";
+pub const MSG_KUBELET_CLIENT_REVIVED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30e";
 /// MESSAGE_ID of a kubelet client certificate that needs reviving and was not revived (a
 /// worker without ca.key, the setting off, or a failure).
-pub const MSG_KUBELET_CLIENT_STUCK: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b308";
+pub const MSG_KUBELET_CLIENT_STUCK: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30f";
 
 /// Set up logging once, at process start.
 pub fn init(verbose: bool) {

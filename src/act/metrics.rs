@@ -49,6 +49,19 @@ pub struct Counters {
     /// Certificates refused in the last scan (a current state, replaced every cycle, not a
     /// count: a standing refusal is not a failed renewal).
     pub refused: Vec<String>,
+    /// Guard rails in force after the last cycle (issue 12).
+    pub guard: GuardGauges,
+}
+
+/// What the guard rails hold back, as of the last cycle.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GuardGauges {
+    /// Due certificates blocked by their CA's runway: name -> CA name.
+    pub blocked_by_ca: BTreeMap<String, String>,
+    /// Components whose restart budget is spent (restarts still owed).
+    pub restart_budget_spent: std::collections::BTreeSet<String>,
+    /// Renewals deferred by the clock check in the last cycle (1) or not (0).
+    pub clock_deferred: bool,
 }
 
 impl Counters {
@@ -290,7 +303,45 @@ pub fn render(scan: &Scan, counters: &Counters, now: OffsetDateTime) -> String {
             n.failed,
         );
     }
+    render_guard(&mut o, &counters.guard);
     o.0
+}
+
+fn render_guard(o: &mut Out, g: &GuardGauges) {
+    o.family(
+        "kubeadm_certd_renewal_blocked_by_ca",
+        "gauge",
+        "1 for a due certificate not renewed because its CA's NotAfter leaves nothing to gain.",
+    );
+    for (name, ca) in &g.blocked_by_ca {
+        o.sample(
+            "kubeadm_certd_renewal_blocked_by_ca",
+            &[("name", name), ("ca", ca)],
+            1,
+        );
+    }
+    o.family(
+        "kubeadm_certd_restart_budget_exhausted",
+        "gauge",
+        "1 for a component the daemon stopped restarting (restart.maxPerDay reached in 24 h).",
+    );
+    for c in &g.restart_budget_spent {
+        o.sample(
+            "kubeadm_certd_restart_budget_exhausted",
+            &[("component", c)],
+            1,
+        );
+    }
+    o.family(
+        "kubeadm_certd_clock_deferred",
+        "gauge",
+        "1 if the last cycle deferred renewals because of the clock (unsynchronised or behind).",
+    );
+    o.sample(
+        "kubeadm_certd_clock_deferred",
+        &[],
+        i32::from(g.clock_deferred),
+    );
 }
 
 /// Why the textfile was not written.

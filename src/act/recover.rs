@@ -200,10 +200,13 @@ pub fn recover_all(
                 .map_err(anyhow::Error::from)
         });
     match result {
-        Ok(done) => r.actions.extend(
-            done.iter()
-                .map(|d| format!("{} restarted", d.component.name())),
-        ),
+        Ok(done) => {
+            // Counted against the daemon's restart budget like any other restart.
+            let names: Vec<String> = done.iter().map(|d| d.component.name().into()).collect();
+            crate::act::guard::record_restarts(paths, &names, now);
+            r.actions
+                .extend(names.iter().map(|n| format!("{n} restarted")));
+        }
         Err(e) => r.problems.push(format!("{e:#}")),
     }
     Ok(r)

@@ -6,6 +6,8 @@
 use super::conditions::Conditions;
 use super::standing;
 use crate::act::cancel::Cancel;
+use crate::act::clock::Kernel;
+use crate::act::guard;
 use crate::act::metrics::{Counters, TextfileError};
 use crate::config::Settings;
 use crate::logging;
@@ -85,11 +87,43 @@ pub fn run(
         return rep;
     }
     let scan = crate::plan::scan::scan(paths);
-    let plan = plan::plan(&scan, &Selection::Due, settings, now);
+    let mut plan = plan::plan(&scan, &Selection::Due, settings, now);
+    // Guard rails (issue 12): the clock, the renewal memory, no gain, the restart budget.
+    let (clock_ok, clock) = guard::clock_allows(&scan, settings, now, &Kernel, &mut state.counters);
+    let mut notices = guard::hold(paths, &mut plan, now, &mut state.counters);
+    notices.extend(clock);
     state.counters.refused = standing::refusals(&scan, &plan, &mut state.conditions, now);
     standing::skipped_but_due(&plan, settings, &mut state.conditions, now);
-    renew_and_restart(paths, settings, &scan, &plan, now, cancel, state, &mut rep);
-    revive_kubelet_client(paths, settings, &scan, now, cancel, state, &mut rep);
+    if clock_ok {
+        renew_and_restart(
+            paths,
+            settings,
+            &scan,
+            &plan,
+            now,
+            cancel,
+            state,
+            &mut rep,
+            &mut notices,
+        );
+    }
+    if plan.renewing().next().is_none() || !clock_ok {
+        let (owed, held) = guard::owed_within_budget(paths, settings, now, &mut state.counters);
+        notices.extend(held);
+        let none = crate::act::renew::Outcome::default();
+        restart(paths, settings, &none, &owed, now, cancel, state, &mut rep);
+    }
+    for n in &notices {
+        if state.conditions.holds(&n.key, &n.text, now) {
+            n.log();
+        }
+    }
+    if clock_ok {
+        revive_kubelet_client(paths, settings, &scan, now, cancel, state, &mut rep);
+    }
+    if rep.failures == 0 {
+        guard::after_cycle(paths, settings, now);
+    }
     let scan = if rep.renewed > 0 || rep.revived {
         crate::plan::scan::scan(paths)
     } else {
@@ -106,6 +140,7 @@ pub fn run(
         );
     }
     rep.status = status_line(&scan, &plan, settings, now, &rep);
+    rep.status.push_str(&guard::status_suffix(&state.counters));
     rep
 }
 
@@ -121,6 +156,7 @@ fn renew_and_restart(
     cancel: &Cancel,
     state: &mut State,
     rep: &mut CycleReport,
+    notices: &mut Vec<guard::Notice>,
 ) {
     if plan.renewing().next().is_none() {
         return;
@@ -147,6 +183,7 @@ fn renew_and_restart(
         }
     };
     rep.renewed = outcome.renewed.len();
+    guard::remember(paths, &outcome, now);
     for r in &outcome.renewed {
         state.counters.renewal_ok(now);
         rep.written.extend(r.files.iter().cloned());
@@ -155,7 +192,31 @@ fn renew_and_restart(
     if !settings.restart.enabled || restarts.is_empty() {
         return;
     }
-    match crate::act::restart::restart_after(paths, settings, &outcome, &restarts, cancel) {
+    // Past restart.maxPerDay a component is not restarted; its restart stays owed.
+    let (restarts, held) = guard::budget(paths, settings, &restarts, now, &mut state.counters);
+    notices.extend(held);
+    restart(
+        paths, settings, &outcome, &restarts, now, cancel, state, rep,
+    );
+}
+
+/// Restart `restarts` (within the budget), counting each attempt with its own result.
+#[allow(clippy::too_many_arguments)]
+fn restart(
+    paths: &NodePaths,
+    settings: &Settings,
+    outcome: &crate::act::renew::Outcome,
+    restarts: &[String],
+    now: OffsetDateTime,
+    cancel: &Cancel,
+    state: &mut State,
+    rep: &mut CycleReport,
+) {
+    if restarts.is_empty() {
+        return;
+    }
+    guard::record_restarts(paths, restarts, now);
+    match crate::act::restart::restart_after(paths, settings, outcome, restarts, cancel) {
         Ok(done) => done
             .iter()
             .for_each(|c| state.counters.restart(c.name(), true)),

@@ -149,7 +149,12 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let _lock = ctx.lock_and_recover(&cancel)?;
-    validate::validate(&ctx.settings)?;
+    validate::validate(&ctx.settings).inspect_err(|e| {
+        tracing::error!(
+            MESSAGE_ID = crate::logging::MSG_CONFIG_REJECTED,
+            "configuration refused, not starting: {e:#}"
+        )
+    })?;
     apply_kubelet_setting(&ctx, &cancel).await;
     let mut state = cycle::State::default();
     let mut w = watch::Watch::new();
@@ -217,7 +222,7 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                         next = tokio::time::Instant::now();
                     }
                     Err(e) => {
-                        tracing::error!("new configuration rejected, keeping the old one: {e:#}");
+                        tracing::error!(MESSAGE_ID = crate::logging::MSG_CONFIG_REJECTED, "new configuration rejected, keeping the old one: {e:#}");
                         notify::ready(&format!("new configuration rejected, keeping the old one: {e:#}"));
                     }
                 }

@@ -2,6 +2,8 @@
 //! refused and why, and which static pods must restart in which order. No side effects, so
 //! `--dry-run` and the tests need none.
 
+/// Guard rails: the no-gain rule, renewal memory, restart budget, clock sanity, retention.
+pub mod guard;
 /// Whether the kubelet's client certificate needs reviving, and whether this node can.
 pub mod kubelet_client;
 /// check-expiration: kubeadm's tables and JSON.
@@ -56,6 +58,8 @@ pub enum Skip {
     NotDue,
     /// Not signed by its CA: a user-provided certificate, never overwritten.
     NotSignedByCa(CaId),
+    /// Due, but a guard rail holds it back (see [`guard`]).
+    Held(guard::Hold),
 }
 
 /// The decision for one certificate.
@@ -204,8 +208,21 @@ fn decide(
     }
     let wanted = now + settings.certificate_validity;
     let clamped = wanted > ca_cert.not_after;
+    let new_not_after = if clamped { ca_cert.not_after } else { wanted };
+    // Only for `due` (the daemon, `renew due`): naming a certificate still forces it.
+    if sel == &Selection::Due {
+        if let Some(hold) = guard::no_gain(
+            loaded.leaf.not_after,
+            new_not_after,
+            h.ca,
+            ca_cert.not_after,
+            settings.check_interval,
+        ) {
+            return Decision::Skip(Skip::Held(hold));
+        }
+    }
     Decision::Renew {
-        new_not_after: if clamped { ca_cert.not_after } else { wanted },
+        new_not_after,
         clamped,
     }
 }
