@@ -351,3 +351,18 @@ fn the_last_tenth_counts() {
     assert_ne!(n.link_target(), before, "not revived");
     assert_sound_client(&n, &n.current_file(), "cp1");
 }
+
+/// `restart.enabled: false`: the daemon revives but leaves the kubelet restart to the operator.
+#[test]
+fn restart_disabled_revives_without_restarting() {
+    let n = RNode::new(Some(time::OffsetDateTime::now_utc() - day()), |_| {});
+    let cfg = n.tmp.path().join("certd.yaml");
+    std::fs::write(&cfg, "restart:\n  enabled: false\n").unwrap();
+    let before = n.link_target();
+    let r = n.run(&["--config", cfg.to_str().unwrap(), "run", "--once"]);
+    r.assert_ok("run --once");
+    assert_ne!(n.link_target(), before, "not revived");
+    assert_sound_client(&n, &n.current_file(), "cp1");
+    assert!(n.systemctl_calls().is_empty(), "{:?}", n.systemctl_calls());
+    assert!(r.stderr.contains("restart the kubelet"), "{}", r.stderr);
+}

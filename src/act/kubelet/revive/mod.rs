@@ -123,7 +123,15 @@ pub fn run_with_scan(
                 ACTION = "kubelet-client-revive",
                 "reviving the kubelet's client certificate for node {node}: {due}"
             );
-            let r = revive(paths, settings, &node, now, cancel, true)?;
+            // restart.enabled: false means the operator restarts things: so the kubelet too.
+            let restart = settings.restart.enabled;
+            let r = revive(paths, settings, &node, now, cancel, restart)?;
+            if !restart {
+                tracing::warn!(
+                    ACTION = "kubelet-client-revive",
+                    "restart.enabled is false: restart the kubelet (systemctl restart kubelet) for it to use the new certificate"
+                );
+            }
             return Ok(Outcome::Revived(r));
         }
     };

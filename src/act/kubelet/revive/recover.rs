@@ -105,6 +105,14 @@ pub fn recover(
     if !restart {
         return Ok(done);
     }
+    if !settings.restart.enabled {
+        remove_journal(paths)?;
+        done.push(
+            "restart.enabled is false: restart the kubelet yourself (systemctl restart kubelet)"
+                .into(),
+        );
+        return Ok(done);
+    }
     let r = crate::act::systemd::restart_kubelet(paths, settings.restart.timeout, cancel);
     remove_journal(paths)?;
     r.context("restarting the kubelet after an interrupted revival")?;
