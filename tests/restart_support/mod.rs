@@ -433,8 +433,16 @@ pub fn print_downtime(outages: &BTreeMap<String, Option<Duration>>, only: &[&str
 pub fn reported_downtime(stderr: &str, component: &str) -> Option<f64> {
     stderr.lines().find_map(|l| {
         let rest = l.split_once(&format!("{component} restarted"))?.1;
-        let x = rest.split_once("down for ")?.1.trim();
-        humantime::parse_duration(x).ok().map(|d| d.as_secs_f64())
+        // The humantime words ("1s 234ms"); structured fields may follow.
+        let words: Vec<&str> = rest
+            .split_once("down for ")?
+            .1
+            .split_whitespace()
+            .take_while(|w| humantime::parse_duration(w).is_ok())
+            .collect();
+        humantime::parse_duration(&words.join(" "))
+            .ok()
+            .map(|d| d.as_secs_f64())
     })
 }
 
