@@ -66,6 +66,7 @@ struct RestartFragment {
 struct KubeletFragment {
     #[serde(rename = "serverTLSBootstrap")]
     server_tls_bootstrap: Option<bool>,
+    revive_client_cert: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +144,8 @@ pub struct Settings {
     pub restart: RestartSettings,
     /// Desired kubelet `serverTLSBootstrap`; `None` leaves the file alone.
     pub kubelet_server_tls_bootstrap: Option<bool>,
+    /// Revive an expired kubelet client certificate on a node holding ca.key.
+    pub kubelet_revive_client_cert: bool,
     /// Host path of the node_exporter textfile; `None` when off.
     pub metrics_textfile: Option<String>,
     /// Backup retention.
@@ -174,6 +177,7 @@ impl Default for Settings {
                 max_per_day: 3,
             },
             kubelet_server_tls_bootstrap: None,
+            kubelet_revive_client_cert: true,
             metrics_textfile: Some(
                 "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom".into(),
             ),
@@ -287,6 +291,9 @@ impl Settings {
         }
         if let Some(k) = f.kubelet {
             s.kubelet_server_tls_bootstrap = k.server_tls_bootstrap;
+            if let Some(r) = k.revive_client_cert {
+                s.kubelet_revive_client_cert = r;
+            }
         }
         if let Some(m) = f.metrics {
             s.metrics_textfile = match m.textfile {

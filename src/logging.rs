@@ -27,6 +27,11 @@ pub const MSG_CLOCK_BEHIND: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30b";
 pub const MSG_BACKUPS_PRUNED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30c";
 /// MESSAGE_ID of a configuration refused (at start or on SIGHUP).
 pub const MSG_CONFIG_REJECTED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30d";
+/// MESSAGE_ID of a revived kubelet client certificate.
+pub const MSG_KUBELET_CLIENT_REVIVED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30e";
+/// MESSAGE_ID of a kubelet client certificate that needs reviving and was not revived (a
+/// worker without ca.key, the setting off, or a failure).
+pub const MSG_KUBELET_CLIENT_STUCK: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30f";
 
 /// Set up logging once, at process start.
 pub fn init(verbose: bool) {

@@ -9,6 +9,10 @@
 #![cfg(feature = "failpoints")]
 
 mod crash_support;
+#[path = "crash_support/revive.rs"]
+mod revive_crash;
+#[path = "revive_support/mod.rs"]
+mod revive_support;
 
 use crash_support::*;
 use std::time::SystemTime;
@@ -492,7 +496,12 @@ fn mid_kubelet_config_write() {
 fn embedded_kubelet_conf_node() -> Node {
     use base64::Engine as _;
     let n = Node::new();
-    let pem = std::fs::read(n.p("var/lib/kubelet/pki/kubelet-client-current.pem")).expect("pem");
+    // The kubelet's link is absolute: resolve it below the root.
+    let link = n.p("var/lib/kubelet/pki/kubelet-client-current.pem");
+    let real = kubeadm_certd::node::paths::Root::new(n.root())
+        .resolve_chroot(&link)
+        .expect("resolve");
+    let pem = std::fs::read(real).expect("pem");
     let blocks = pem::parse_many(&pem).expect("pem blocks");
     let b64 = |tag: &str| {
         let b = blocks

@@ -234,7 +234,11 @@ fn textfile_for_a_built_node() {
         );
     }
     for k in ["kubelet-client-current.pem", "kubelet.crt"] {
-        let pem = std::fs::read(root.join("var/lib/kubelet/pki").join(k)).unwrap();
+        // The kubelet's link is absolute: resolve it below the root.
+        let real = kubeadm_certd::node::paths::Root::new(root)
+            .resolve_chroot(&root.join("var/lib/kubelet/pki").join(k))
+            .unwrap();
+        let pem = std::fs::read(real).unwrap();
         expected.insert(format!("/var/lib/kubelet/pki/{k}"), der_of_pem(&pem));
     }
     assert_eq!(expected.len(), 16, "{:?}", expected.keys());

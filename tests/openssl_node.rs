@@ -183,13 +183,14 @@ fn check_kubelet(root: &Path) {
     assert_eq!(mode(&root.join("etc/kubernetes/kubelet.conf")), 0o600);
 
     let kpki = root.join("var/lib/kubelet/pki");
-    let link = kpki.join("kubelet-client-current.pem");
-    let target = fs::read_link(&link).unwrap();
+    // The kubelet's layout: an absolute link to a dated file, resolved below the root.
+    let target = fs::read_link(kpki.join("kubelet-client-current.pem")).unwrap();
     let name = target.to_str().unwrap();
     assert!(
-        name.starts_with("kubelet-client-2") && name.ends_with(".pem"),
+        name.starts_with("/var/lib/kubelet/pki/kubelet-client-2") && name.ends_with(".pem"),
         "{name}"
     );
+    let link = root.join(name.trim_start_matches('/'));
     let pem = fs::read_to_string(&link).unwrap();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
     assert!(pem.contains("-----BEGIN EC PRIVATE KEY-----"));

@@ -31,6 +31,12 @@ fn spec() -> NodeSpec {
     s
 }
 
+/// The kubelet's pair, read through its absolute link resolved below `root`.
+fn read_current(root: &Path) -> Vec<u8> {
+    let real = Root::new(root).resolve_chroot(&root.join(PEM)).unwrap();
+    std::fs::read(real).unwrap()
+}
+
 fn paths(root: &Path) -> NodePaths {
     Settings::default().paths(&Root::new(root))
 }
@@ -49,7 +55,7 @@ fn split_pem(bytes: &[u8]) -> (String, String) {
 /// certificate and key embedded.
 fn embed(root: &Path) -> (String, String) {
     let original = std::fs::read_to_string(root.join(CONF)).unwrap();
-    let (cert, key) = split_pem(&std::fs::read(root.join(PEM)).unwrap());
+    let (cert, key) = split_pem(&read_current(root));
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let refs = format!("    client-certificate: {PEM_HOST}\n    client-key: {PEM_HOST}\n");
     assert!(original.contains(&refs), "{original}");
@@ -108,7 +114,7 @@ fn detects_and_repairs_only_the_two_entries() {
     assert_eq!(trap.file, "/etc/kubernetes/kubelet.conf");
     assert_eq!(trap.user, "system:node:cp1");
     assert_eq!(trap.target, PEM_HOST);
-    let leaf = kubeadm_certd::pki::inspect::parse_combined(&std::fs::read(root.join(PEM)).unwrap())
+    let leaf = kubeadm_certd::pki::inspect::parse_combined(&read_current(root))
         .unwrap()
         .0
         .remove(0);
@@ -208,7 +214,7 @@ fn refuses_without_a_sound_current_pem() {
     embed(root);
     let pem = root.join(PEM);
     let link = std::fs::read_link(&pem).unwrap();
-    let good = std::fs::read(&pem).unwrap();
+    let good = read_current(root);
 
     // Expired: the built client certificate has 3 days left.
     refused(
@@ -224,7 +230,7 @@ fn refuses_without_a_sound_current_pem() {
     // Signed by another cluster's CA.
     let other = tempfile::tempdir().unwrap();
     build(other.path(), &spec()).unwrap();
-    let foreign = std::fs::read(other.path().join(PEM)).unwrap();
+    let foreign = read_current(other.path());
     std::fs::write(&pem, &foreign).unwrap();
     refused(
         root,

@@ -151,6 +151,7 @@ fn full_report(now: OffsetDateTime) -> Report {
         } else {
             RowStatus::Missing
         },
+        note: String::new(),
     };
     Report {
         certs: vec![
@@ -290,6 +291,7 @@ fn json_matches_kubeadm_printer_plus_extras() {
             not_before: None,
             not_after: Some(now - Duration::milliseconds(2500)),
             status: RowStatus::Expired,
+            note: String::new(),
         }],
     };
     let expected = r#"{

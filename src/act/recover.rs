@@ -131,6 +131,9 @@ pub fn pending(paths: &NodePaths) -> Vec<String> {
     if paths.journal().exists() {
         v.push("a half-committed renewal".to_string());
     }
+    if crate::act::kubelet::revive::pending(paths) {
+        v.push("a half-done kubelet client certificate revival".to_string());
+    }
     if journal::staging_dirs(paths)
         .iter()
         .any(|d| journal::has_staged(d))
@@ -160,6 +163,11 @@ pub fn recover_all(
     let mut r = Recovered::default();
     r.actions
         .extend(crate::act::staticpods::park::recover_parked(paths, now)?);
+    // Before the stray removal below, which would delete the revival's staged pair.
+    match crate::act::kubelet::revive::recover(paths, settings, restarts, cancel, now) {
+        Ok(done) => r.actions.extend(done),
+        Err(e) => r.problems.push(format!("{e:#}")),
+    }
     let pki = recover_pki(paths)?;
     r.actions.extend(pki.actions);
     r.problems.extend(pki.problems);

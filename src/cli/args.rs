@@ -86,6 +86,13 @@ pub enum Command {
     /// Point kubelet.conf at kubelet-client-current.pem instead of an embedded certificate
     /// (clusters made before kubeadm 1.17).
     RepairKubeletConf,
+    /// The kubelet's client certificate: revive it on this node, or make a kubelet.conf for
+    /// another node, with this node's cluster CA.
+    KubeletClient {
+        /// revive or kubeconfig.
+        #[command(subcommand)]
+        action: KubeletClientAction,
+    },
     /// Run the main job on a throwaway node.
     Demo {
         /// Build the node in DIR and keep it.
@@ -113,6 +120,29 @@ pub enum Command {
     GenerateAssets {
         /// Output directory.
         dir: PathBuf,
+    },
+}
+
+/// `kubelet-client` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KubeletClientAction {
+    /// Issue the kubelet a new client certificate when its own has expired or is in its last
+    /// 10% (rotation failed), point kubelet-client-current.pem at it and restart the kubelet.
+    /// Needs ca.key.
+    Revive {
+        /// Print what would be done and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a kubelet.conf for another node (e.g. a worker whose client certificate expired),
+    /// signed by this node's CA; cluster name and server come from this node's kubelet.conf.
+    Kubeconfig {
+        /// The node's name (its user becomes system:node:NAME).
+        #[arg(long, value_name = "NAME")]
+        node: String,
+        /// The API server URL to write instead of this node's.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
     },
 }
 

@@ -35,6 +35,12 @@ pub fn run(ctx: &Ctx, output: Output, now: OffsetDateTime) -> Result<()> {
         Output::Json => report::render_json(&r, now),
     };
     std::io::stdout().write_all(text.as_bytes())?;
+    // An unreadable kubelet file is a row above, and still a failure.
+    let unreadable = report::build::kubelet_problems(&scan);
+    if !unreadable.is_empty() {
+        let lines: Vec<String> = unreadable.iter().map(|p| p.to_string()).collect();
+        anyhow::bail!("{}", lines.join("\n"));
+    }
     Ok(())
 }
 

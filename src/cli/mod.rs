@@ -11,11 +11,12 @@ mod check;
 /// The `demo` command.
 pub mod demo;
 mod kubelet;
+mod kubelet_client;
 mod recover;
 mod renew;
 mod restart;
 
-pub use args::{Cli, Command, Output, RenewArgs};
+pub use args::{Cli, Command, KubeletClientAction, Output, RenewArgs};
 
 use crate::context::{now, Ctx};
 use anyhow::Result;
@@ -67,6 +68,12 @@ pub fn run(cli: Cli) -> Result<()> {
             kubelet::serving_certs(&ctx, action == "enable", no_restart)
         }
         Command::RepairKubeletConf => kubelet::repair(&ctx),
+        Command::KubeletClient { action } => match action {
+            KubeletClientAction::Revive { dry_run } => kubelet_client::revive(&ctx, dry_run, now()),
+            KubeletClientAction::Kubeconfig { node, server } => {
+                kubelet_client::kubeconfig(&ctx, &node, server.as_deref(), now())
+            }
+        },
         Command::Restart { components } => restart::run(&ctx, &components),
         Command::Run { once } => {
             let (root, config) = (cli.root.clone(), cli.config.clone());

@@ -38,12 +38,14 @@ pub struct CycleReport {
     pub renewed: usize,
     /// Failures (renewal or restart attempts, not standing refusals).
     pub failures: usize,
+    /// Whether the kubelet's client certificate was revived.
+    pub revived: bool,
 }
 
 impl CycleReport {
     /// Whether the cycle changed anything or failed (worth an info line).
     pub fn acted(&self) -> bool {
-        self.renewed > 0 || self.failures > 0
+        self.renewed > 0 || self.failures > 0 || self.revived
     }
 }
 
@@ -116,10 +118,13 @@ pub fn run(
             n.log();
         }
     }
+    if clock_ok {
+        revive_kubelet_client(paths, settings, &scan, now, cancel, state, &mut rep);
+    }
     if rep.failures == 0 {
         guard::after_cycle(paths, settings, now);
     }
-    let scan = if rep.renewed > 0 {
+    let scan = if rep.renewed > 0 || rep.revived {
         crate::plan::scan::scan(paths)
     } else {
         scan
@@ -233,6 +238,52 @@ fn restart(
     }
 }
 
+/// Revive the kubelet's client certificate when it is due and this node holds ca.key
+/// (issue 13); otherwise warn, as a standing condition, with the manual steps.
+fn revive_kubelet_client(
+    paths: &NodePaths,
+    settings: &Settings,
+    scan: &Scan,
+    now: OffsetDateTime,
+    cancel: &Cancel,
+    state: &mut State,
+    rep: &mut CycleReport,
+) {
+    use crate::act::kubelet::revive::{run_with_scan, Outcome};
+    // Renewals change no kubelet file: the cycle's scan still holds for the kubelet.
+    match run_with_scan(paths, settings, scan, now, cancel) {
+        Ok(Outcome::NotNeeded(_)) => {}
+        Ok(Outcome::NotRevived { warning, .. }) => {
+            if state
+                .conditions
+                .holds("kubelet-client-revive", &warning, now)
+            {
+                tracing::warn!(
+                    MESSAGE_ID = logging::MSG_KUBELET_CLIENT_STUCK,
+                    ACTION = "kubelet-client-revive",
+                    "{warning}"
+                );
+            }
+        }
+        Ok(Outcome::Revived(r)) => {
+            rep.revived = true;
+            rep.written.extend(r.written);
+        }
+        Err(e) => {
+            rep.failures += 1;
+            let text = format!("reviving the kubelet's client certificate failed: {e:#}");
+            if state.conditions.holds("kubelet-client-revive", &text, now) {
+                tracing::error!(
+                    MESSAGE_ID = logging::MSG_KUBELET_CLIENT_STUCK,
+                    ACTION = "kubelet-client-revive",
+                    RESULT = "failed",
+                    "{text}"
+                );
+            }
+        }
+    }
+}
+
 /// Write the metrics textfile, if configured and its directory exists.
 fn write_metrics(
     paths: &NodePaths,
@@ -303,6 +354,9 @@ fn status_line(
     }
     if rep.renewed > 0 {
         s.push_str(&format!("; renewed {} this cycle", rep.renewed));
+    }
+    if rep.revived {
+        s.push_str("; revived the kubelet's client certificate");
     }
     if rep.failures > 0 {
         s.push_str(&format!("; {} failure(s), see the journal", rep.failures));

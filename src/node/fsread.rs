@@ -68,6 +68,23 @@ pub fn read_node_file(root: &Root, path: &Path) -> Result<Vec<u8>, ReadError> {
     Ok(buf)
 }
 
+/// Read a node file whose symlinks are to be resolved below the root with chroot semantics
+/// (the kubelet's `kubelet-client-current.pem` is an absolute link). Returns the file the
+/// links led to and its bytes. A dangling link is `Missing`, with the resolved path returned
+/// in the error's place by [`resolve_in_root`].
+pub fn read_node_file_chroot(
+    root: &Root,
+    path: &Path,
+) -> Result<(std::path::PathBuf, Vec<u8>), ReadError> {
+    let real = resolve_in_root(root, path)?;
+    read_node_file(root, &real).map(|b| (real, b))
+}
+
+/// Where `path` leads under the root, following symlinks with chroot semantics.
+pub fn resolve_in_root(root: &Root, path: &Path) -> Result<std::path::PathBuf, ReadError> {
+    root.resolve_chroot(path).map_err(ReadError::Io)
+}
+
 /// Whether a path exists (without following a final symlink's target).
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()

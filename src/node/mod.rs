@@ -6,6 +6,8 @@ pub mod fsread;
 pub mod kubelet;
 /// The kubelet config's `serverTLSBootstrap` edit, and applying the setting.
 pub mod kubelet_edit;
+/// The kubelet's certificate store layout: dated client pems and the current link.
+pub mod kubelet_pki;
 /// Static pod manifests: files each component uses, its probe, its command line.
 pub mod manifests;
 /// Every path of one node, resolved under a root.

@@ -47,6 +47,82 @@ impl Root {
         }
     }
 
+    /// Resolve every symlink in `path` (a path under the root) the way a process chrooted into
+    /// the root would: an absolute link target starts again at the root, `..` stops at it. The
+    /// result has no symlink below the root, so it can never lead outside it. The kubelet links
+    /// `kubelet-client-current.pem` with an absolute target, which means the node's own file,
+    /// not the host's. A missing component ends the resolution (the rest is taken literally).
+    pub fn resolve_chroot(&self, path: &Path) -> std::io::Result<PathBuf> {
+        use std::ffi::OsString;
+        use std::io::{Error, ErrorKind};
+        const MAX_LINKS: usize = 40; // Linux's MAXSYMLINKS
+        let rel = path
+            .strip_prefix(&self.0)
+            .map_err(|_| Error::new(ErrorKind::InvalidInput, "path is not under the node root"))?;
+        enum Part {
+            Name(OsString),
+            Up,
+            Top,
+        }
+        let parts = |p: &Path| -> Vec<Part> {
+            p.components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(Part::Name(n.to_os_string())),
+                    Component::ParentDir => Some(Part::Up),
+                    Component::RootDir => Some(Part::Top),
+                    Component::CurDir | Component::Prefix(_) => None,
+                })
+                .collect()
+        };
+        let mut todo: std::collections::VecDeque<Part> = parts(rel).into();
+        let mut out = self.0.clone();
+        let mut links = 0;
+        let mut missing = false;
+        while let Some(part) = todo.pop_front() {
+            match part {
+                Part::Top => out = self.0.clone(),
+                Part::Up => {
+                    if out != self.0 {
+                        out.pop();
+                    }
+                }
+                Part::Name(n) => {
+                    let next = out.join(&n);
+                    let meta = if missing {
+                        None
+                    } else {
+                        match std::fs::symlink_metadata(&next) {
+                            Ok(m) => Some(m),
+                            Err(e) if e.kind() == ErrorKind::NotFound => None,
+                            Err(e) => return Err(e),
+                        }
+                    };
+                    match meta {
+                        Some(m) if m.file_type().is_symlink() => {
+                            links += 1;
+                            if links > MAX_LINKS {
+                                return Err(Error::new(
+                                    ErrorKind::InvalidData,
+                                    "too many levels of symbolic links",
+                                ));
+                            }
+                            let target = std::fs::read_link(&next)?;
+                            for p in parts(&target).into_iter().rev() {
+                                todo.push_front(p);
+                            }
+                        }
+                        Some(_) => out = next,
+                        None => {
+                            missing = true;
+                            out = next;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether the real location of `path` (following symlinks) stays under the root.
     /// Missing files are judged by their nearest existing ancestor.
     pub fn contains_real(&self, path: &Path) -> std::io::Result<bool> {
@@ -131,6 +207,48 @@ mod tests {
             r.resolve("/../../etc/passwd"),
             PathBuf::from("/tmp/node/etc/passwd")
         );
+    }
+
+    #[test]
+    fn chroot_resolution_stays_under_the_root() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path().join("root"));
+        let pki = root.resolve("/var/lib/kubelet/pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        std::fs::write(pki.join("kubelet-client-2026-11-29-09-30-20.pem"), "x").unwrap();
+        // The kubelet's absolute link means the node's file.
+        symlink(
+            "/var/lib/kubelet/pki/kubelet-client-2026-11-29-09-30-20.pem",
+            pki.join("kubelet-client-current.pem"),
+        )
+        .unwrap();
+        let want = pki.join("kubelet-client-2026-11-29-09-30-20.pem");
+        let got = root
+            .resolve_chroot(&pki.join("kubelet-client-current.pem"))
+            .unwrap();
+        assert_eq!(got, want);
+        // Relative links and `..` past the root stay inside it.
+        symlink(
+            "../../../../../../var/lib/kubelet/pki/kubelet-client-2026-11-29-09-30-20.pem",
+            pki.join("rel"),
+        )
+        .unwrap();
+        assert_eq!(root.resolve_chroot(&pki.join("rel")).unwrap(), want);
+        symlink("/etc/hostname", pki.join("host")).unwrap();
+        assert_eq!(
+            root.resolve_chroot(&pki.join("host")).unwrap(),
+            root.resolve("/etc/hostname")
+        );
+        // A linked directory, then a loop.
+        symlink("/var/lib/kubelet/pki", root.resolve("/pki")).unwrap();
+        assert_eq!(
+            root.resolve_chroot(&root.resolve("/pki/kubelet-client-current.pem"))
+                .unwrap(),
+            want
+        );
+        symlink("loop", pki.join("loop")).unwrap();
+        assert!(root.resolve_chroot(&pki.join("loop")).is_err());
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod issue;
 pub mod keys;
 /// Kubeconfig files: read the embedded client credentials, replace them in place.
 pub mod kubeconfig;
+/// The kubelet's client certificate issued with the cluster CA; kubelet.conf for a node.
+pub mod kubelet_client;
 /// One read/write interface over PKI files and kubeconfigs.
 pub mod material;
 /// The public half of a private key, read from its DER (no key-pair validation).

@@ -4,6 +4,8 @@
 
 /// Guard rails: the no-gain rule, renewal memory, restart budget, clock sanity, retention.
 pub mod guard;
+/// Whether the kubelet's client certificate needs reviving, and whether this node can.
+pub mod kubelet_client;
 /// check-expiration: kubeadm's tables and JSON.
 pub mod report;
 /// Which static pods a renewal affects, read from the manifests.

@@ -1,6 +1,6 @@
 //! Scan: read the node's certificates into a [`Scan`] without side effects.
 
-use crate::node::fsread::{read_node_file, ReadError};
+use crate::node::fsread::{read_node_file_chroot, resolve_in_root, ReadError};
 use crate::node::NodePaths;
 use crate::pki::external::{load_ca, CaState};
 use crate::pki::inspect::{self, CertInfo};
@@ -25,6 +25,8 @@ pub struct KubeletEntry {
     pub name: &'static str,
     /// The file.
     pub path: PathBuf,
+    /// The file its symlinks lead to (below the root), when it could be read.
+    pub file: Option<PathBuf>,
     /// Its leaf certificate.
     pub cert: Result<CertInfo, FileProblem>,
 }
@@ -98,7 +100,9 @@ pub fn scan(paths: &NodePaths) -> Scan {
 }
 
 /// The kubelet's client certificate and its serving certificate (the rotated one when
-/// serverTLSBootstrap is on, else the self-signed kubelet.crt).
+/// serverTLSBootstrap is on, else the self-signed kubelet.crt). Links resolve below the root
+/// (the kubelet's links are absolute); a file that exists but cannot be read is an entry with
+/// the reason, never left out.
 fn kubelet_certs(paths: &NodePaths) -> Vec<KubeletEntry> {
     let dir = &paths.kubelet_pki;
     let mut out = Vec::new();
@@ -110,14 +114,31 @@ fn kubelet_certs(paths: &NodePaths) -> Vec<KubeletEntry> {
         dir.join("kubelet.crt")
     };
     for (name, path) in [("kubelet-client", client), ("kubelet-serving", serving)] {
-        let cert = match read_node_file(&paths.root, &path) {
-            Err(ReadError::Missing) => continue,
-            Err(e) => Err(FileProblem::new(paths, &path, e)),
-            Ok(b) => inspect::parse_combined(&b)
-                .map(|(mut certs, _)| certs.remove(0))
-                .map_err(|e| FileProblem::new(paths, &path, e)),
+        if !crate::node::fsread::exists(&path) {
+            continue;
+        }
+        let (file, cert) = match read_node_file_chroot(&paths.root, &path) {
+            Err(ReadError::Missing) => {
+                let to = resolve_in_root(&paths.root, &path)
+                    .map(|p| paths.show(&p))
+                    .unwrap_or_default();
+                let why = format!("symlink to {to}, which does not exist under the node root");
+                (None, Err(FileProblem::new(paths, &path, why)))
+            }
+            Err(e) => (None, Err(FileProblem::new(paths, &path, e))),
+            Ok((file, b)) => (
+                Some(file),
+                inspect::parse_combined(&b)
+                    .map(|(mut certs, _)| certs.remove(0))
+                    .map_err(|e| FileProblem::new(paths, &path, e)),
+            ),
         };
-        out.push(KubeletEntry { name, path, cert });
+        out.push(KubeletEntry {
+            name,
+            path,
+            file,
+            cert,
+        });
     }
     out
 }

@@ -221,29 +221,7 @@ impl Node {
 
     /// Start the binary, with `FAILPOINTS` set when given.
     pub fn spawn(&self, args: &[&str], failpoints: Option<&str>) -> Running {
-        let logs = tempfile::tempdir().expect("log dir");
-        let (out, err) = (logs.path().join("stdout"), logs.path().join("stderr"));
-        let mut cmd = Command::new(bin());
-        cmd.arg("--root")
-            .arg(self.root())
-            .args(args)
-            .env_remove("FAILPOINTS")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).expect("stdout file"))
-            .stderr(File::create(&err).expect("stderr file"));
-        if let Some(f) = failpoints {
-            cmd.env("FAILPOINTS", f);
-        }
-        let child = cmd.spawn().expect("spawn kubeadm-certd");
-        Running {
-            child: Some(child),
-            out,
-            err,
-            _logs: logs,
-            what: format!("{args:?} FAILPOINTS={failpoints:?}"),
-        }
+        spawn_at(self.root(), args, failpoints, &[])
     }
 
     /// Backup directories, oldest first.
@@ -260,6 +238,41 @@ impl Node {
         let mut s = Snapshot::new();
         walk(self.root(), self.root(), &mut s);
         s.into_keys().filter(|k| is_staged(k)).collect()
+    }
+}
+
+/// Start the binary on the node at `root` with `env` added, `FAILPOINTS` set when given.
+pub fn spawn_at(
+    root: &Path,
+    args: &[&str],
+    failpoints: Option<&str>,
+    env: &[(String, String)],
+) -> Running {
+    let logs = tempfile::tempdir().expect("log dir");
+    let (out, err) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let mut cmd = Command::new(bin());
+    cmd.arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("FAILPOINTS")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).expect("stdout file"))
+        .stderr(File::create(&err).expect("stderr file"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(f) = failpoints {
+        cmd.env("FAILPOINTS", f);
+    }
+    let child = cmd.spawn().expect("spawn kubeadm-certd");
+    Running {
+        child: Some(child),
+        out,
+        err,
+        _logs: logs,
+        what: format!("{args:?} FAILPOINTS={failpoints:?}"),
     }
 }
 

@@ -84,8 +84,13 @@ impl Node {
         self.root.join(host.trim_start_matches('/'))
     }
 
+    /// A node file's bytes, its symlinks resolved below the root as the node sees them (the
+    /// kubelet's client link is absolute).
     pub fn read(&self, host: &str) -> Vec<u8> {
-        std::fs::read(self.p(host)).unwrap()
+        let real = kubeadm_certd::node::paths::Root::new(&self.root)
+            .resolve_chroot(&self.p(host))
+            .unwrap();
+        std::fs::read(real).unwrap()
     }
 
     pub fn read_str(&self, host: &str) -> String {

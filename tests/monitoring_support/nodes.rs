@@ -139,11 +139,13 @@ impl Fleet {
         let renewed = Node::build(|_| {}).run_once(NO_RESTART);
         let exclude = format!("{NO_RESTART}exclude: [apiserver]\n");
         let expiring = Node::build(|s| s.leaf_left = days(10)).run_once(&exclude);
+        // The kubelet client certificate expired too: keep it so (no revival).
+        let keep = format!("{exclude}kubelet:\n  reviveClientCert: false\n");
         let expired = Node::build(|s| {
             s.now -= days(20);
             s.leaf_left = days(10);
         })
-        .run_once(&exclude);
+        .run_once(&keep);
         let n = Node::build(|_| {});
         let all = "exclude: [admin.conf, apiserver, apiserver-etcd-client, apiserver-kubelet-client, controller-manager.conf, etcd-healthcheck-client, etcd-peer, etcd-server, front-proxy-client, scheduler.conf, super-admin.conf]\n";
         let before = n.run_once(&format!("{NO_RESTART}{all}"));

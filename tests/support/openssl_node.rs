@@ -445,8 +445,12 @@ fn build_kubelet(
     let dated = format!("kubelet-client-{stamp}.pem");
     fs::write(kpki.join(&dated), pem)?;
     set_mode(&kpki.join(&dated), 0o600)?;
-    // The kubelet links with an absolute path; relative keeps the link inside a test root.
-    symlink(&dated, kpki.join("kubelet-client-current.pem")).context("symlink")?;
+    // Absolute, as the kubelet links it (it resolves below --root).
+    symlink(
+        format!("/var/lib/kubelet/pki/{dated}"),
+        kpki.join("kubelet-client-current.pem"),
+    )
+    .context("symlink")?;
 
     // Self-signed serving cert as client-go's GenerateSelfSignedCertKey: RSA-2048, a throwaway
     // CA (serial 1) signing the leaf (serial 2), kubelet.crt = leaf + CA.

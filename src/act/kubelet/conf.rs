@@ -8,7 +8,7 @@
 use crate::act::store::{
     atomic::replace_node_file as replace_file, backup::backup_one as backup_file,
 };
-use crate::node::fsread::{read_node_file, ReadError};
+use crate::node::fsread::{read_node_file_chroot, ReadError};
 use crate::node::kubelet_edit::{line_diff, read_text};
 use crate::node::yamledit::{self, Step};
 use crate::node::NodePaths;
@@ -151,8 +151,9 @@ fn check_current(
     embedded: Option<&CertInfo>,
 ) -> Result<CertInfo> {
     let pem_path = paths.kubelet_pki.join(CURRENT_PEM);
-    let bytes = match read_node_file(&paths.root, &pem_path) {
-        Ok(b) => b,
+    // The kubelet's link is absolute: it resolves below the root.
+    let bytes = match read_node_file_chroot(&paths.root, &pem_path) {
+        Ok((_, b)) => b,
         Err(ReadError::Missing) => {
             bail!("does not exist (the kubelet has no rotated client certificate to point at)")
         }

@@ -2,5 +2,7 @@
 
 /// kubelet.conf's pre-1.17 embedded client certificate: detection and repair.
 pub mod conf;
+/// Reviving an expired kubelet client certificate with the cluster CA (issue 13).
+pub mod revive;
 /// Applying the `serverTLSBootstrap` edit: back up, replace, restart the kubelet.
 pub mod serving;

@@ -103,6 +103,8 @@ pub fn staging_dirs(paths: &NodePaths) -> Vec<PathBuf> {
     if let Some(d) = paths.kubelet_config.parent() {
         v.push(d.to_path_buf());
     }
+    // The kubelet client revival stages its pem and link there.
+    v.push(paths.kubelet_pki.clone());
     v
 }
 

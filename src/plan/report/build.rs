@@ -22,12 +22,20 @@ pub fn status(c: &CertInfo, now: OffsetDateTime, renew_before: Duration) -> RowS
 
 /// Build the report. Fails on the first unreadable file, as kubeadm does: every problem is
 /// returned so the caller can print one line for each.
+///
+/// A kubelet file that cannot be read does not stop the report: it is a row with the reason
+/// (the caller still fails afterwards, see [`kubelet_problems`]).
 pub fn build(
     scan: &Scan,
     now: OffsetDateTime,
     renew_before: Duration,
 ) -> Result<Report, Vec<&FileProblem>> {
-    let problems = scan.problems();
+    let kubelet = kubelet_problems(scan);
+    let problems: Vec<&FileProblem> = scan
+        .problems()
+        .into_iter()
+        .filter(|p| !kubelet.iter().any(|k| std::ptr::eq(*k, *p)))
+        .collect();
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -62,18 +70,42 @@ pub fn build(
         });
     }
     for k in &scan.kubelet {
-        let Ok(c) = &k.cert else { continue };
-        r.kubelet.push(KubeletRow {
-            name: k.name.into(),
-            path: k
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            not_before: Some(c.not_before),
-            not_after: Some(c.not_after),
-            status: status(c, now, Duration::ZERO),
-        });
+        let path = k
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let note = if k.name == "kubelet-client" {
+            crate::plan::kubelet_client::decide(scan, now, true).note()
+        } else {
+            String::new()
+        };
+        match &k.cert {
+            Ok(c) => r.kubelet.push(KubeletRow {
+                name: k.name.into(),
+                path,
+                not_before: Some(c.not_before),
+                not_after: Some(c.not_after),
+                status: status(c, now, Duration::ZERO),
+                note,
+            }),
+            Err(p) => r.kubelet.push(KubeletRow {
+                name: k.name.into(),
+                path,
+                not_before: None,
+                not_after: None,
+                status: RowStatus::Invalid,
+                note: p.msg.clone(),
+            }),
+        }
     }
     Ok(r)
+}
+
+/// The kubelet files that could not be read: rows in the report, errors for the exit code.
+pub fn kubelet_problems(scan: &Scan) -> Vec<&FileProblem> {
+    scan.kubelet
+        .iter()
+        .filter_map(|k| k.cert.as_ref().err())
+        .collect()
 }

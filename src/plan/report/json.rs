@@ -59,6 +59,8 @@ struct KubeletItem<'a> {
     residual_time: i64,
     missing: bool,
     status: RowStatus,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    note: &'a str,
 }
 
 struct Common<'a> {
@@ -164,8 +166,9 @@ pub fn render_json(r: &Report, now: OffsetDateTime) -> String {
             expiration_date: k.not_after.map(rfc3339_utc),
             not_before: k.not_before.map(rfc3339_utc),
             residual_time: k.not_after.map_or(0, |na| residual_seconds(na, now)),
-            missing: k.not_after.is_none(),
+            missing: k.not_after.is_none() && k.status == RowStatus::Missing,
             status: k.status,
+            note: &k.note,
         })
         .collect();
     let info = Info {

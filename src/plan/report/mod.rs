@@ -77,6 +77,9 @@ pub struct KubeletRow {
     /// `None` renders as a `!MISSING!` row.
     pub not_after: Option<OffsetDateTime>,
     pub status: RowStatus,
+    /// Why a file could not be read, or whether the client certificate is revivable and why
+    /// (printed under the table; JSON `note`); empty for none.
+    pub note: String,
 }
 
 /// Everything `check-expiration` prints.

@@ -12,7 +12,7 @@
 use time::OffsetDateTime;
 
 use super::format::{kubeadm_date, residual_seconds, short_human_duration, TabWriter};
-use super::{sorted_by_name, Report};
+use super::{sorted_by_name, Report, RowStatus};
 
 fn yes_no(b: bool) -> &'static str {
     if b {
@@ -76,7 +76,15 @@ pub fn render_text(r: &Report, now: OffsetDateTime) -> String {
                     let (date, residual) = expiry_cells(na, now);
                     w.line(&format!("{}\t{date}\t{residual}\t{}", k.name, k.path));
                 }
+                None if k.status == RowStatus::Invalid => {
+                    w.line(&format!("!UNREADABLE! {}\t\t\t{}", k.name, k.path))
+                }
                 None => w.line(&format!("!MISSING! {}\t\t\t", k.name)),
+            }
+        }
+        for k in sorted_by_name(&r.kubelet, |k| &k.name) {
+            if !k.note.is_empty() {
+                w.line(&format!("{}: {}", k.name, k.note));
             }
         }
     }

@@ -2,6 +2,7 @@
 //! reference §1, the kubeconfigs of §2, kubelet files, static pod manifests and a kubelet
 //! config. Used by `demo` and by the tests.
 
+mod kubelet;
 mod manifests;
 
 use crate::pki::inspect::KeyAlg;
@@ -50,6 +51,9 @@ pub struct NodeSpec {
     pub standin: Option<PathBuf>,
     /// fileCheckFrequency written into the kubelet config (kubeadm writes `0s`).
     pub file_check_frequency: String,
+    /// NotAfter of the kubelet's client certificate, which then lived a year as the kubelet's
+    /// do. Default: `leaf_left` ahead and as much behind, mid-life (its rotation not overdue).
+    pub kubelet_client_not_after: Option<OffsetDateTime>,
 }
 
 /// Loopback ports named in the manifests.
@@ -100,6 +104,7 @@ impl NodeSpec {
             ports: Ports::default(),
             standin: None,
             file_check_frequency: "0s".into(),
+            kubelet_client_not_after: None,
         }
     }
 }
@@ -113,8 +118,6 @@ struct Builder<'a> {
     root: &'a Path,
     spec: &'a NodeSpec,
 }
-
-const KUBELET_CLIENT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 
 /// Build the node under `root`.
 pub fn build(root: &Path, spec: &NodeSpec) -> Result<()> {
@@ -375,41 +378,6 @@ impl Builder<'_> {
         self.write(
             &format!("etc/kubernetes/{file}"),
             &kubeconfig_text(&b64(&ca.pem), server, cn, &user),
-            0o600,
-        )
-    }
-
-    fn kubelet(&self, ca: &Ca, server: &str) -> Result<()> {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&ca.pem);
-        let cn = format!("system:node:{}", self.spec.node_name);
-        let user =
-            format!("    client-certificate: {KUBELET_CLIENT}\n    client-key: {KUBELET_CLIENT}\n");
-        let text = kubeconfig_text(&b64, server, &cn, &user);
-        self.write("etc/kubernetes/kubelet.conf", &text, 0o600)?;
-        let (cert, key) = self.sign(ca, &cn, &["system:nodes"], &[], &[], &[Eku::ClientAuth])?;
-        let dated = format!("kubelet-client-{}.pem", self.spec.now.unix_timestamp());
-        self.write(
-            &format!("var/lib/kubelet/pki/{dated}"),
-            &format!("{cert}{key}"),
-            0o600,
-        )?;
-        let link = self.path("var/lib/kubelet/pki/kubelet-client-current.pem");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&dated, &link)?;
-        // The kubelet's self-signed serving certificate.
-        let skey = keys::generate(self.spec.key)?;
-        let host = format!("{}@{}", self.spec.node_name, self.spec.now.unix_timestamp());
-        let mut p = CertificateParams::new(vec![self.spec.node_name.clone()])?;
-        p.distinguished_name = rcgen::DistinguishedName::new();
-        p.distinguished_name.push(DnType::CommonName, host);
-        p.not_before = self.spec.now - Duration::from_secs(86_400);
-        p.not_after = self.spec.now + Duration::from_secs(364 * 86_400);
-        p.serial_number = Some(crate::pki::issue::random_serial().into());
-        let scert = p.self_signed(&skey)?;
-        self.write("var/lib/kubelet/pki/kubelet.crt", &scert.pem(), 0o644)?;
-        self.write(
-            "var/lib/kubelet/pki/kubelet.key",
-            &self.key_pem(&skey)?,
             0o600,
         )
     }
