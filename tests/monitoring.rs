@@ -181,6 +181,80 @@ fn renewal_refused() {
     );
 }
 
+/// A gauge alert: it fires with the series' labels once `for` has passed, and stays silent
+/// on the healthy node.
+fn gauge_alert(alert: &str, metric: &str, case: &str, file: &'static Textfile, fire_at: u64) {
+    let f = Fleet::get();
+    let t = one(case, file);
+    let exp: Vec<Expected> = file
+        .matching(metric, &[])
+        .into_iter()
+        .filter(|s| s.value == 1.0)
+        .map(|s| Expected {
+            labels: labels_of(&t, &s.labels),
+            value: s.value,
+        })
+        .collect();
+    assert!(
+        !exp.is_empty(),
+        "{metric} not 1 in {case}: {:?}",
+        file.samples
+    );
+    let fire = group(&[one(case, file)], alert, fire_at, &exp);
+    let healthy = silent(&[one("healthy", &f.healthy)], alert, fire_at);
+    let renewed = silent(&[one("renewed", &f.renewed)], alert, fire_at);
+    let mut groups = vec![fire, healthy, renewed];
+    if fire_at > 5 {
+        groups.push(silent(&[one(case, file)], alert, 1));
+    }
+    check(alert, groups);
+}
+
+#[test]
+fn restart_budget_exhausted() {
+    let f = Fleet::get();
+    gauge_alert(
+        "KubeadmCertdRestartBudgetExhausted",
+        "kubeadm_certd_restart_budget_exhausted",
+        "budget-spent",
+        &f.budget_spent,
+        5,
+    );
+    assert_eq!(
+        f.budget_spent
+            .matching("kubeadm_certd_restarts_total", &[])
+            .iter()
+            .map(|s| s.value)
+            .sum::<f64>(),
+        0.0,
+        "a spent budget restarted something"
+    );
+}
+
+#[test]
+fn renewal_blocked_by_ca() {
+    let f = Fleet::get();
+    gauge_alert(
+        "KubeadmCertdRenewalBlockedByCA",
+        "kubeadm_certd_renewal_blocked_by_ca",
+        "ca-blocked",
+        &f.ca_blocked,
+        70,
+    );
+}
+
+#[test]
+fn clock_deferred() {
+    let f = Fleet::get();
+    gauge_alert(
+        "KubeadmCertdClockDeferred",
+        "kubeadm_certd_clock_deferred",
+        "clock-behind",
+        &f.clock_behind,
+        40,
+    );
+}
+
 #[test]
 fn restart_rolled_back() {
     let f = Fleet::get();
@@ -418,5 +492,5 @@ fn every_alert_has_annotations_and_a_runbook_section() {
             );
         }
     }
-    assert_eq!(n, 11);
+    assert_eq!(n, 14);
 }

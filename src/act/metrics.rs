@@ -316,7 +316,7 @@ fn render_guard(o: &mut Out, g: &GuardGauges) {
     for (name, ca) in &g.blocked_by_ca {
         o.sample(
             "kubeadm_certd_renewal_blocked_by_ca",
-            &[("name", name), ("ca", ca)],
+            &[("cert", name), ("ca", ca)],
             1,
         );
     }

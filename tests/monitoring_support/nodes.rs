@@ -107,6 +107,15 @@ pub struct Fleet {
     pub rolled_back: Textfile,
     /// CAs with 200 days left (below caWarnBefore's 365d).
     pub ca_short: Textfile,
+    /// CAs with 20 days left: the first cycle renews up to the CAs' end, the second (this
+    /// file) finds the leaves due again with nothing to gain: blocked by CA runway.
+    pub ca_blocked: Textfile,
+    /// Every component restarted three times in the last hour (restarts.json): the budget
+    /// is spent, so the renewal's restarts stay owed.
+    pub budget_spent: Textfile,
+    /// Certificates issued two hours in the future: the clock reads behind them, renewal is
+    /// deferred.
+    pub clock_behind: Textfile,
 }
 
 impl Fleet {
@@ -126,6 +135,9 @@ impl Fleet {
             ("refused", &self.refused),
             ("rolled-back", &self.rolled_back),
             ("ca-short", &self.ca_short),
+            ("ca-blocked", &self.ca_blocked),
+            ("budget-spent", &self.budget_spent),
+            ("clock-behind", &self.clock_behind),
         ]
     }
 
@@ -163,6 +175,34 @@ impl Fleet {
             s.ca_left = days(200);
         })
         .run_once(NO_RESTART);
+        let b = Node::build(|s| s.ca_left = days(20));
+        b.run_once(NO_RESTART);
+        let ca_blocked = b.run_once(NO_RESTART);
+        let spent = Node::build(|_| {});
+        let hour_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let at = hour_ago
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let history: std::collections::BTreeMap<&str, [&str; 3]> = [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ]
+        .into_iter()
+        .map(|c| (c, [at.as_str(), at.as_str(), at.as_str()]))
+        .collect();
+        let state = spent.root().join("var/lib/kubeadm-certd");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(
+            state.join("restarts.json"),
+            serde_json::to_string(&history).unwrap(),
+        )
+        .unwrap();
+        let budget_spent = spent.run_once("");
+        let clock_behind = Node::build(|s| s.now += Duration::from_secs(2 * 3600)).run_once(
+            &format!("{NO_RESTART}kubelet:\n  reviveClientCert: false\n"),
+        );
         Fleet {
             healthy,
             renewed,
@@ -172,6 +212,9 @@ impl Fleet {
             refused,
             rolled_back: rolled_back.join().unwrap(),
             ca_short,
+            ca_blocked,
+            budget_spent,
+            clock_behind,
         }
     }
 }
