@@ -32,6 +32,7 @@ pub struct Fragment {
     restart: Option<RestartFragment>,
     kubelet: Option<KubeletFragment>,
     metrics: Option<MetricsFragment>,
+    coordination: Option<crate::cluster::settings::CoordinationFragment>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +103,8 @@ pub struct Settings {
     pub kubelet_server_tls_bootstrap: Option<bool>,
     /// Host path of the node_exporter textfile; `None` when off.
     pub metrics_textfile: Option<String>,
+    /// HA coordination (`coordination:`).
+    pub coordination: crate::cluster::settings::Coordination,
 }
 
 impl Default for Settings {
@@ -129,6 +132,7 @@ impl Default for Settings {
             metrics_textfile: Some(
                 "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom".into(),
             ),
+            coordination: Default::default(),
         }
     }
 }
@@ -235,6 +239,9 @@ impl Settings {
                 Some(t) => Some(abs_path("metrics.textfile", t)?),
                 None => s.metrics_textfile,
             };
+        }
+        if let Some(c) = f.coordination {
+            s.coordination = crate::cluster::settings::Coordination::from_fragment(c)?;
         }
         Ok(s)
     }

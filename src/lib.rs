@@ -16,6 +16,8 @@ pub const VERSION: &str = concat!(
 pub mod assets;
 /// Command-line definitions (also feed the man page and completions).
 pub mod cli;
+/// HA coordination through the cluster's etcd: restart lock, quorum guard, halt.
+pub mod cluster;
 /// Command dispatch: each subcommand's run function.
 pub mod commands;
 /// Config file fragments -> defaults -> validated settings.

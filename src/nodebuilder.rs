@@ -50,6 +50,9 @@ pub struct NodeSpec {
     pub standin: Option<PathBuf>,
     /// fileCheckFrequency written into the kubelet config (kubeadm writes `0s`).
     pub file_check_frequency: String,
+    /// Take the CAs and the service-account key from this node root instead of creating
+    /// them (the other control-plane nodes of an HA cluster share them).
+    pub shared_cas: Option<PathBuf>,
 }
 
 /// Loopback ports named in the manifests.
@@ -100,6 +103,7 @@ impl NodeSpec {
             ports: Ports::default(),
             standin: None,
             file_check_frequency: "0s".into(),
+            shared_cas: None,
         }
     }
 }
@@ -201,7 +205,10 @@ pub fn build(root: &Path, spec: &NodeSpec) -> Result<()> {
             &[Eku::ClientAuth],
         )?;
     }
-    let sa = keys::generate(spec.key)?;
+    let sa = match &spec.shared_cas {
+        Some(from) => b.shared_key(from, "sa")?,
+        None => keys::generate(spec.key)?,
+    };
     b.write(
         "etc/kubernetes/pki/sa.key",
         &keys::encode(&sa, spec.key, KeyFormat::kubeadm_default(spec.key))?,
@@ -271,7 +278,27 @@ impl Builder<'_> {
         )?)
     }
 
+    /// A key of another node root, as a key pair.
+    fn shared_key(&self, from: &Path, base: &str) -> Result<KeyPair> {
+        let p = from.join(format!("etc/kubernetes/pki/{base}.key"));
+        let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+        Ok(keys::parse_key_file(&bytes)?.pair)
+    }
+
     fn ca(&self, base: &str, cn: &str) -> Result<Ca> {
+        if let Some(from) = &self.spec.shared_cas {
+            let p = from.join(format!("etc/kubernetes/pki/{base}.crt"));
+            let pem =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            let key = self.shared_key(from, base)?;
+            self.write(&format!("etc/kubernetes/pki/{base}.crt"), &pem, 0o644)?;
+            self.write(
+                &format!("etc/kubernetes/pki/{base}.key"),
+                &self.key_pem(&key)?,
+                0o600,
+            )?;
+            return Ok(Ca { pem, key });
+        }
         let key = keys::generate(self.spec.key)?;
         let mut p = CertificateParams::new(vec![cn.to_string()])?;
         p.distinguished_name = rcgen::DistinguishedName::new();
