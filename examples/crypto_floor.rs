@@ -15,8 +15,8 @@
 //! whole key, which dominates both).
 
 use anyhow::{anyhow, bail, Context, Result};
-use kubeadm_certd::nodebuilder::{build, NodeSpec};
 use kubeadm_certd::pki::keys;
+use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
 use rcgen::{
     CertificateParams, DnType, ExtendedKeyUsagePurpose as Eku, IsCa, Issuer, KeyPair,
     KeyUsagePurpose as Ku, RsaKeySize, SanType,
@@ -51,34 +51,10 @@ fn gen_rsa() -> Result<KeyPair> {
         .map_err(|e| anyhow!("key generation: {e}"))
 }
 
-/// n keys over all cores: the same work split as src/renew.rs `generate_keys`.
+/// n keys over all cores: the same work split as src/act/renew.rs `generate_keys` (rayon).
 fn generate_parallel(n: usize) -> Result<Vec<KeyPair>> {
-    let workers = std::thread::available_parallelism()
-        .map(|c| c.get())
-        .unwrap_or(1)
-        .min(n.max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Result<KeyPair>>>> =
-        (0..n).map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(slot) = slots.get(i) else { break };
-                let k = gen_rsa();
-                if let Ok(mut g) = slot.lock() {
-                    *g = Some(k);
-                }
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|m| match m.into_inner() {
-            Ok(Some(r)) => r,
-            _ => Err(anyhow!("key generation worker failed")),
-        })
-        .collect()
+    use rayon::prelude::*;
+    (0..n).into_par_iter().map(|_| gen_rsa()).collect()
 }
 
 struct CaMat {
@@ -179,16 +155,16 @@ fn floor(dir: &Path, iters: usize) -> Result<()> {
 }
 
 fn check_phases(dir: &Path, iters: usize) -> Result<()> {
-    let ctx = kubeadm_certd::commands::Ctx::load_from(dir, None)?;
+    let ctx = kubeadm_certd::context::Ctx::load_from(dir, None)?;
     let key = std::fs::read(dir.join("etc/kubernetes/pki/apiserver.key"))?;
     let n = iters.max(1);
     let (mut rec, mut scan, mut parse) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for _ in 0..n {
         let t = Instant::now();
-        kubeadm_certd::recover::recover_pki(&ctx.paths)?;
+        kubeadm_certd::act::recover::recover_pki(&ctx.paths)?;
         rec += t.elapsed();
         let t = Instant::now();
-        let s = kubeadm_certd::scan::scan(&ctx.paths);
+        let s = kubeadm_certd::plan::scan::scan(&ctx.paths);
         scan += t.elapsed();
         if !s.problems().is_empty() {
             bail!("the node has problems: {:?}", s.problems());

@@ -6,8 +6,8 @@
 //! then stop it. Prints one `component=NAME start_ms=MEAN runs=N` line per component.
 
 use anyhow::{anyhow, bail, Context, Result};
+use kubeadm_certd::act::staticpods::probe::probe;
 use kubeadm_certd::node::manifests::parse_manifest;
-use kubeadm_certd::staticpods::probe::probe;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

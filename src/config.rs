@@ -5,7 +5,7 @@
 use crate::node::paths::{NodePaths, Root};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// The default config file (resolved under `--root`).
@@ -297,11 +297,6 @@ fn read_capped(path: &Path) -> std::io::Result<String> {
     use std::io::{Error, ErrorKind};
     let buf = crate::node::fsread::read_regular(path, MAX_CONFIG_BYTES)?;
     String::from_utf8(buf).map_err(|_| Error::new(ErrorKind::InvalidData, "not valid UTF-8"))
-}
-
-/// A host path under a root, for callers that only have a config string.
-pub fn resolve(root: &Root, host: &str) -> PathBuf {
-    root.resolve(host)
 }
 
 #[cfg(test)]

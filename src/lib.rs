@@ -1,7 +1,23 @@
 //! kubeadm-certd: keeps a kubeadm node's certificates from ever expiring.
 //!
-//! Layers, from the bottom up: reading the node (`node`, `pki`), pure planning
-//! (`plan`, `report`), and acting on it (`store`, `renew`, `csr`, `staticpods`, `daemon`).
+//! The folders are the layers, from the bottom up. A folder imports only from folders above
+//! it in this list (`scripts/check-layers` checks the rules with grep):
+//!
+//! - `node/`: reading the node: paths under `--root`, bounded reads, manifests, kubelet config,
+//!   byte-preserving YAML edits computed as text (never written here).
+//! - `pki/`: kubeadm's certificate table, x509 inspection, keys, issuing in memory, the
+//!   PKI-file / kubeconfig material, external-CA rules.
+//! - `plan/`: pure decisions: scan the node into a snapshot, plan what is due or refused,
+//!   which static pods restart and in which order, and the check-expiration report.
+//! - `act/`: every side effect, each behind a seam: store (atomic writes, backups, journal,
+//!   lock), renew, CSRs, recover, static-pod restarts, kubelet edits, systemctl, metrics.
+//! - `daemon/`: the tokio loop: timer, watches, signals, sd_notify.
+//! - `cli/`: clap definitions, one file per command, generated assets, the demo.
+//! - `testkit/`: kubeadm-shaped nodes and stand-in components (demo and tests).
+//!
+//! Three root modules serve every layer: `config` (settings), `logging` (journald fields and
+//! MESSAGE_IDs) and `context` (what the daemon and the CLI share: settings + paths, the clock,
+//! signal handling).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)]
 
 /// The version and git revision, as `--version` prints them.
@@ -12,62 +28,25 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
-/// Man pages and shell completions generated from the CLI (packaging).
-pub mod assets;
-/// Command-line definitions (also feed the man page and completions).
+/// Side effects: writing files, restarting pods and the kubelet, metrics.
+pub mod act;
+/// Command line: arguments, one module per command, generated assets, the demo.
 pub mod cli;
-/// HA coordination through the cluster's etcd: restart lock, quorum guard, halt.
+/// HA coordination through the cluster's etcd: restart lock, quorum guard, halt record.
 pub mod cluster;
-/// Command dispatch: each subcommand's run function.
-pub mod commands;
 /// Config file fragments -> defaults -> validated settings.
 pub mod config;
-/// External-CA flow: `--csr-only` and `install-signed`.
-pub mod csr;
+/// What the daemon and the CLI share: loaded settings and paths, the clock, signals.
+pub mod context;
 /// The daemon: the run loop, sd_notify, watches.
 pub mod daemon;
-/// The `demo` command.
-pub mod demo;
-/// Stable errors that callers branch on.
-pub mod error;
-/// kubelet.conf's pre-1.17 embedded client certificate: detection and repair.
-pub mod kubelet_conf;
 /// tracing setup, journald fields and MESSAGE_IDs.
 pub mod logging;
-/// The node_exporter textfile: x509 and kubeadm-certd metrics.
-pub mod metrics;
-/// Paths, static pod manifests and kubelet config of one node.
+/// Reading the node: paths, manifests, kubelet config, YAML text edits.
 pub mod node;
-/// Builds kubeadm-shaped nodes in a directory (demo and tests).
-pub mod nodebuilder;
 /// Certificates: kubeadm's table, parsing, keys, issuing, file and kubeconfig material.
 pub mod pki;
-/// Pure planning: what is due, refused, and which static pods restart.
+/// Pure planning: scan, what is due or refused, which static pods restart, the report.
 pub mod plan;
-/// Finishing or undoing an interrupted run.
-pub mod recover;
-/// Applying a renewal plan: stage, verify, back up, commit.
-pub mod renew;
-/// `check-expiration`: kubeadm's tables and JSON.
-pub mod report;
-/// Which static pods a renewal affects.
-pub mod restart_plan;
-/// Reading the node's certificates into one snapshot.
-pub mod scan;
-/// SIGTERM/SIGINT as a flag that long waits poll.
-pub mod signals;
-/// Stand-in control-plane components for `demo`.
-pub mod standin;
-/// Restarting static pods by parking their manifests.
-pub mod staticpods;
-/// Atomic writes, backups, the lock and the commit journal.
-pub mod store;
-/// `systemctl` on PATH, and waiting for the kubelet to be healthy.
-pub mod systemd;
-/// Byte-preserving single-value edits of YAML documents.
-pub mod yamledit;
-
-/// Hook for `generate-assets` (man page and completions); see the packaging.
-pub fn assets_hook(dir: &std::path::Path) -> anyhow::Result<()> {
-    assets::generate_assets(dir)
-}
+/// Builds kubeadm-shaped nodes and runs stand-in components (demo and tests).
+pub mod testkit;

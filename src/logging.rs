@@ -61,3 +61,9 @@ pub fn once_a_day(key: &str) -> bool {
         }
     }
 }
+
+/// A duration as people read it (humantime, to the millisecond): `1s 234ms`, `5m`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}

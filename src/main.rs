@@ -5,7 +5,7 @@ fn main() {
     let _failpoints = fail::FailScenario::setup();
     let cli = kubeadm_certd::cli::Cli::parse(); // exits 2 on usage errors
     kubeadm_certd::logging::init(cli.verbose);
-    match kubeadm_certd::commands::run(cli) {
+    match kubeadm_certd::cli::run(cli) {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             // One line per problem: `error: <context>: <cause>`.

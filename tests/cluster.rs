@@ -345,9 +345,9 @@ fn cancel_is_honoured_within_a_second() {
 
 /// Nodes whose etcd is not running, on IPs no test cluster uses.
 fn offline_node(dir: &std::path::Path, initial: &str) -> kubeadm_certd::node::NodePaths {
-    let mut s = kubeadm_certd::nodebuilder::NodeSpec::new(now());
+    let mut s = kubeadm_certd::testkit::nodebuilder::NodeSpec::new(now());
     s.advertise = "127.0.0.21".parse().unwrap();
-    kubeadm_certd::nodebuilder::build(dir, &s).unwrap();
+    kubeadm_certd::testkit::nodebuilder::build(dir, &s).unwrap();
     let m = cluster_support::etcd_manifest("cp1", "127.0.0.21", initial, &["etcd".into()]);
     std::fs::write(dir.join("etc/kubernetes/manifests/etcd.yaml"), m).unwrap();
     kubeadm_certd::config::Settings::default().paths(&kubeadm_certd::node::paths::Root::new(dir))
@@ -398,9 +398,9 @@ fn single_member_cluster_is_not_coordinated() {
     }
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("node");
-    let mut s = kubeadm_certd::nodebuilder::NodeSpec::new(now());
+    let mut s = kubeadm_certd::testkit::nodebuilder::NodeSpec::new(now());
     s.advertise = "127.0.0.1".parse().unwrap();
-    kubeadm_certd::nodebuilder::build(&root, &s).unwrap();
+    kubeadm_certd::testkit::nodebuilder::build(&root, &s).unwrap();
     let etcd = support::etcd::Etcd::start(&root, &t.path().join("data")).unwrap();
     // The manifest names the running member, as kubeadm's annotation would.
     let m = std::fs::read_to_string(root.join("etc/kubernetes/manifests/etcd.yaml")).unwrap();

@@ -2,7 +2,7 @@
 //! socket, reaction to a changed certificate, SIGTERM during a restart hold, and journald
 //! fields read back from a real systemd-journald (started in a private mount namespace).
 
-use kubeadm_certd::nodebuilder::{build, NodeSpec};
+use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::unix::net::UnixDatagram;

@@ -7,7 +7,7 @@ mod common;
 use common::checks::*;
 use common::*;
 use kubeadm_certd::pki::inspect::KeyAlg;
-use kubeadm_certd::report::format::kubeadm_date;
+use kubeadm_certd::plan::report::format::kubeadm_date;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use time::OffsetDateTime;

@@ -6,8 +6,8 @@ mod common;
 
 use common::checks::*;
 use common::*;
-use kubeadm_certd::nodebuilder::NodeSpec;
 use kubeadm_certd::pki::inspect::KeyAlg;
+use kubeadm_certd::testkit::nodebuilder::NodeSpec;
 use std::path::Path;
 use std::time::Duration;
 use time::OffsetDateTime;

@@ -8,9 +8,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kubeadm_certd::act::staticpods::probe::{probe, ProbeResult};
+use kubeadm_certd::act::staticpods::process::{is_alive, proc_info};
 use kubeadm_certd::node::manifests::parse_manifest;
-use kubeadm_certd::staticpods::probe::{probe, ProbeResult};
-use kubeadm_certd::staticpods::process::{is_alive, proc_info};
 use kubelet::{EventKind, HarnessOptions, KubeletHarness};
 
 /// Generous upper bound for a condition to come true; only prevents hangs.

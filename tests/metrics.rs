@@ -3,11 +3,11 @@
 //! exposition format checked line by line, and the atomic write.
 
 use base64::Engine;
+use kubeadm_certd::act::metrics::{render, write_textfile, Counters};
 use kubeadm_certd::config::Settings;
-use kubeadm_certd::metrics::{render, write_textfile, Counters};
 use kubeadm_certd::node::paths::Root;
-use kubeadm_certd::nodebuilder::{build, NodeSpec};
 use kubeadm_certd::pki::inspect::KeyAlg;
+use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -180,7 +180,7 @@ fn textfile_for_a_built_node() {
     std::fs::write(root.join("var/lib/kubelet/pki/kubelet.crt"), cert.pem()).unwrap();
 
     let paths = Settings::default().paths(&Root::new(root));
-    let scan = kubeadm_certd::scan::scan(&paths);
+    let scan = kubeadm_certd::plan::scan::scan(&paths);
     let mut counters = Counters::default();
     let renewed = built + Duration::from_secs(60);
     counters.renewal_ok(renewed);
@@ -394,12 +394,15 @@ fn write_is_atomic_and_creates_the_directory() {
 
     // The textfile path comes from the settings, under the root; empty means off.
     let root = Root::new(d.path());
-    let on = kubeadm_certd::metrics::textfile_path(&root, &Settings::default()).unwrap();
+    let on = kubeadm_certd::act::metrics::textfile_path(&root, &Settings::default()).unwrap();
     assert_eq!(
         on,
         d.path()
             .join("var/lib/node_exporter/textfile_collector/kubeadm_certd.prom")
     );
     let off = Settings::parse("metrics:\n  textfile: \"\"\n").unwrap();
-    assert_eq!(kubeadm_certd::metrics::textfile_path(&root, &off), None);
+    assert_eq!(
+        kubeadm_certd::act::metrics::textfile_path(&root, &off),
+        None
+    );
 }

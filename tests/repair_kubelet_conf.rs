@@ -3,12 +3,12 @@
 //! refuses (changing nothing) unless kubelet-client-current.pem is present and sound.
 
 use base64::Engine;
+use kubeadm_certd::act::kubelet::conf::{self as kubelet_conf, Repair};
 use kubeadm_certd::config::Settings;
-use kubeadm_certd::kubelet_conf::{self, Repair};
 use kubeadm_certd::node::paths::Root;
 use kubeadm_certd::node::NodePaths;
-use kubeadm_certd::nodebuilder::{build, NodeSpec};
 use kubeadm_certd::pki::inspect::KeyAlg;
+use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;

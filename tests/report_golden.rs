@@ -1,13 +1,13 @@
-//! Golden and property tests for `kubeadm_certd::report`.
+//! Golden and property tests for `kubeadm_certd::plan::report`.
 //!
 //! Expected strings are derived by hand from Go's algorithms (text/tabwriter
 //! column blocks, `ShortHumanDuration`, `%-8v`) and checked against real
 //! `kubeadm certs check-expiration` output pasted in public issues.
 
-use kubeadm_certd::report::format::{
+use kubeadm_certd::plan::report::format::{
     kubeadm_date, residual_seconds, rfc3339_utc, short_human_duration, TabWriter,
 };
-use kubeadm_certd::report::{
+use kubeadm_certd::plan::report::{
     render_json, render_text, CaRow, CertRow, KubeletRow, Report, RowStatus,
 };
 use proptest::prelude::*;

@@ -3,7 +3,7 @@
 //! The property tests generate documents from a model that knows what each scalar means, so the
 //! oracle for "only the target changed" is the model, not the parser under test.
 
-use kubeadm_certd::yamledit::{
+use kubeadm_certd::node::yamledit::{
     find_scalar, replace_entry, replace_scalar, set_top_level, Step, YamlEditError,
 };
 use proptest::prelude::*;

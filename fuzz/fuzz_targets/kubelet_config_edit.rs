@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(out) = kubeadm_certd::yamledit::set_top_level(text, KEY, "true") else {
+    let Ok(out) = kubeadm_certd::node::yamledit::set_top_level(text, KEY, "true") else {
         return;
     };
     let (mut before, tag_before) = mapping(text);

@@ -234,7 +234,7 @@ pub fn record_seen(paths: &NodePaths, members: &[super::client::Member]) {
         return;
     };
     let _ = std::fs::create_dir_all(&paths.state);
-    let _ = crate::store::atomic::write_atomic(&paths.state.join(LAST_SEEN), &text, 0o644);
+    let _ = crate::act::store::atomic::write_atomic(&paths.state.join(LAST_SEEN), &text, 0o644);
 }
 
 /// `auto` mode with etcd unreachable: coordinate when the manifest or the last count says

@@ -4,8 +4,8 @@
 use crate::config::Settings;
 use crate::logging;
 use crate::node::NodePaths;
+use crate::plan::scan::Scan;
 use crate::plan::{self, Decision, Selection, Skip};
-use crate::scan::Scan;
 use std::path::Path;
 use time::OffsetDateTime;
 
@@ -42,16 +42,17 @@ pub fn kubeadm_running(proc_root: &Path) -> Option<i32> {
 pub fn run(
     paths: &NodePaths,
     settings: &Settings,
-    counters: &mut crate::metrics::Counters,
+    counters: &mut crate::act::metrics::Counters,
     now: OffsetDateTime,
+    cancel: &crate::act::cancel::Cancel,
 ) -> CycleReport {
     let mut rep = CycleReport::default();
-    if let Some(pid) = kubeadm_running(Path::new(crate::staticpods::process::PROC_ROOT)) {
+    if let Some(pid) = kubeadm_running(Path::new(crate::act::staticpods::process::PROC_ROOT)) {
         tracing::info!(ACTION = "defer", "kubeadm (pid {pid}) is running, probably an upgrade, which renews certificates itself; deferring until it has finished");
         rep.status = format!("deferred: kubeadm (pid {pid}) is running");
         return rep;
     }
-    let scan = crate::scan::scan(paths);
+    let scan = crate::plan::scan::scan(paths);
     for p in scan.problems() {
         tracing::error!(MESSAGE_ID = logging::MSG_RENEW_FAILED, CERT_PATH = %p.path, RESULT = "invalid", "{p}");
     }
@@ -81,16 +82,19 @@ pub fn run(
         }
     }
     if plan.renewing().next().is_some() {
-        match crate::renew::apply(paths, &scan, &plan, settings, now, settings.restart.enabled) {
+        match crate::act::renew::apply(paths, &scan, &plan, settings, now, settings.restart.enabled)
+        {
             Ok(outcome) => {
                 rep.renewed = outcome.renewed.len();
                 for r in &outcome.renewed {
                     counters.renewal_ok(now);
                     rep.written.extend(r.files.iter().cloned());
                 }
-                let restarts = crate::restart_plan::for_plan(paths, &plan);
+                let restarts = crate::plan::restarts::for_plan(paths, &plan);
                 if settings.restart.enabled && !restarts.is_empty() {
-                    match crate::restart_plan::restart_after(paths, settings, &outcome, &restarts) {
+                    match crate::act::restart::restart_after(
+                        paths, settings, &outcome, &restarts, cancel,
+                    ) {
                         Ok(()) => restarts.iter().for_each(|c| counters.restart(c, true)),
                         Err(e) => {
                             rep.failures += 1;
@@ -118,20 +122,20 @@ pub fn run(
         }
     }
     let scan = if rep.renewed > 0 {
-        crate::scan::scan(paths)
+        crate::plan::scan::scan(paths)
     } else {
         scan
     };
     warn_runway(&scan, settings, now);
     if let Some(t) =
-        crate::kubelet_conf::detect(paths).filter(|_| logging::once_a_day("kubelet.conf"))
+        crate::act::kubelet::conf::detect(paths).filter(|_| logging::once_a_day("kubelet.conf"))
     {
         tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_PATH = %paths.show(&paths.kubeconfigs.join("kubelet.conf")), "{t}");
     }
     if let Some(file) = &settings.metrics_textfile {
         let target = paths.root.resolve(file);
-        let text = crate::metrics::render(&scan, counters, now);
-        match crate::metrics::write_textfile(&target, &text) {
+        let text = crate::act::metrics::render(&scan, counters, now);
+        match crate::act::metrics::write_textfile(&target, &text) {
             Ok(()) => rep.written.push(file.clone()),
             Err(e) => tracing::warn!("metrics textfile {file}: {e:#}"),
         }
@@ -176,7 +180,8 @@ fn status_line(scan: &Scan, settings: &Settings, now: OffsetDateTime, rep: &Cycl
     let mut s = format!("{ok} certificates ok");
     if let Some(next) = loaded.iter().min_by_key(|l| l.leaf.not_after) {
         let at = next.leaf.not_after - settings.renew_before;
-        let left = crate::report::format::short_human_duration((at - now).whole_seconds().max(0));
+        let left =
+            crate::plan::report::format::short_human_duration((at - now).whole_seconds().max(0));
         s.push_str(&format!("; next: {} renews in {left}", next.handler.name));
     }
     if rep.renewed > 0 {

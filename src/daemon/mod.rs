@@ -11,7 +11,8 @@ pub mod validate;
 /// Directory watches.
 pub mod watch;
 
-use crate::commands::Ctx;
+use crate::act::cancel::Cancel;
+use crate::context::{now, Ctx};
 use anyhow::{Context, Result};
 use rand::Rng;
 use std::time::Duration;
@@ -36,31 +37,36 @@ fn splay(jitter: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=jitter.as_millis() as u64))
 }
 
-async fn cycle(ctx: &Ctx, counters: &mut crate::metrics::Counters) -> Result<cycle::CycleReport> {
-    let (paths, settings, mut c) = (
+async fn cycle(
+    ctx: &Ctx,
+    counters: &mut crate::act::metrics::Counters,
+    cancel: &Cancel,
+) -> Result<cycle::CycleReport> {
+    let (paths, settings, mut c, cl) = (
         ctx.paths.clone(),
         ctx.settings.clone(),
         std::mem::take(counters),
+        cancel.clone(),
     );
     let started = std::time::Instant::now();
     let mut task = tokio::task::spawn_blocking(move || {
-        let rep = cycle::run(&paths, &settings, &mut c, crate::commands::now());
+        let rep = cycle::run(&paths, &settings, &mut c, now(), &cl);
         (rep, c)
     });
     // The watchdog keeps being fed while a cycle runs (restarts can take minutes), but only
     // while the cycle shows progress, so a hung cycle still trips it.
     let wd = notify::watchdog_interval();
     let mut tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
-    let mut seen = crate::signals::progress();
+    let mut seen = cancel.progress();
     let joined = loop {
         tokio::select! {
             r = &mut task => break r,
             _ = tick.tick(), if wd.is_some() => {
-                let now = crate::signals::progress();
-                if now != seen || started.elapsed() < Duration::from_secs(60) {
+                let p = cancel.progress();
+                if p != seen || started.elapsed() < Duration::from_secs(60) {
                     notify::watchdog();
                 }
-                seen = now;
+                seen = p;
             }
         }
     };
@@ -71,7 +77,7 @@ async fn cycle(ctx: &Ctx, counters: &mut crate::metrics::Counters) -> Result<cyc
         }
         Err(e) => {
             // A panic unwound through the restart guard, which puts manifests back; make sure.
-            if let Err(r) = crate::staticpods::park::recover_parked(&ctx.paths) {
+            if let Err(r) = crate::act::staticpods::park::recover_parked(&ctx.paths, now()) {
                 tracing::error!("moving parked manifests back: {r:#}");
             }
             Err(anyhow::anyhow!("the cycle panicked: {e}"))
@@ -80,28 +86,19 @@ async fn cycle(ctx: &Ctx, counters: &mut crate::metrics::Counters) -> Result<cyc
 }
 
 async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -> Result<()> {
-    let _lock = ctx.lock_and_recover()?;
-    validate::validate(&ctx.settings)?;
+    // The signal handler itself sets the cancel flag (signal-hook), so a SIGTERM reaches a
+    // restart hold or a kubelet wait at once, whatever the runtime thread is doing.
+    let cancel = crate::context::cancel_on_signals();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    // A SIGTERM during a restart hold must unpark: the blocking cycle polls this flag.
-    let mut term_flag = signal(SignalKind::terminate())?;
-    let mut int_flag = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term_flag.recv() => {}
-            _ = int_flag.recv() => {}
-        }
-        crate::signals::request_termination();
-    });
-    if let Err(e) = crate::commands::kubelet::apply_setting(&ctx) {
-        tracing::error!("kubelet serverTLSBootstrap: {e:#}");
-    }
-    let mut counters = crate::metrics::Counters::default();
-    let rep = cycle(&ctx, &mut counters).await?;
+    let _lock = ctx.lock_and_recover(&cancel)?;
+    validate::validate(&ctx.settings)?;
+    apply_kubelet_setting(&ctx, &cancel).await;
+    let mut counters = crate::act::metrics::Counters::default();
+    let rep = cycle(&ctx, &mut counters, &cancel).await?;
     tracing::info!("{}", rep.status);
-    if crate::signals::terminating() {
+    if cancel.is_cancelled() {
         notify::stopping();
         return Ok(());
     }
@@ -118,7 +115,7 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
-                run_and_report(&ctx, &mut counters, &mut events).await;
+                run_and_report(&ctx, &mut counters, &mut events, &cancel).await;
                 next = tokio::time::Instant::now() + ctx.settings.check_interval + splay(ctx.settings.jitter);
             }
             Some(first) = events.recv() => {
@@ -127,7 +124,7 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                 let mut paths = vec![first];
                 while let Ok(p) = events.try_recv() { paths.push(p); }
                 tracing::debug!("change in watched directories: {paths:?}");
-                run_and_report(&ctx, &mut counters, &mut events).await;
+                run_and_report(&ctx, &mut counters, &mut events, &cancel).await;
             }
             _ = wd_tick.tick(), if wd.is_some() => notify::watchdog(),
             _ = sighup.recv() => {
@@ -156,20 +153,19 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
 
 async fn run_and_report(
     ctx: &Ctx,
-    counters: &mut crate::metrics::Counters,
+    counters: &mut crate::act::metrics::Counters,
     events: &mut watch::Events,
+    cancel: &Cancel,
 ) {
     // A change by someone else during a cycle gets a cycle of its own (bounded, so a tool
     // rewriting files in a loop cannot keep the daemon busy forever).
     for _ in 0..3 {
-        match cycle(ctx, counters).await {
+        match cycle(ctx, counters, cancel).await {
             Ok(rep) => {
                 tracing::info!("{}", rep.status);
                 notify::status(&rep.status);
                 // Events caused by our own writes are not changes to react to.
-                if watch::drain_own(events, &rep.written).is_empty()
-                    || crate::signals::terminating()
-                {
+                if watch::drain_own(events, &rep.written).is_empty() || cancel.is_cancelled() {
                     break;
                 }
             }
@@ -178,5 +174,20 @@ async fn run_and_report(
                 break;
             }
         }
+    }
+}
+
+/// Apply `kubelet.serverTLSBootstrap` (at start and after a reload). The kubelet restart and
+/// its health wait block, so they run off the runtime thread; a signal cancels them.
+async fn apply_kubelet_setting(ctx: &Ctx, cancel: &Cancel) {
+    let (paths, settings, cancel) = (ctx.paths.clone(), ctx.settings.clone(), cancel.clone());
+    let r = tokio::task::spawn_blocking(move || {
+        crate::act::kubelet::serving::apply_setting(&paths, &settings, now(), &cancel)
+    })
+    .await;
+    match r {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!("kubelet serverTLSBootstrap: {e:#}"),
+        Err(e) => tracing::error!("kubelet serverTLSBootstrap: the task failed: {e}"),
     }
 }

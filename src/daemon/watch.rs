@@ -2,8 +2,8 @@
 //! its etcd/, kubeconfigDir, kubeletPkiDir and the kubelet config's directory. Events become
 //! host paths on a tokio channel; a queue overflow becomes a rescan request.
 
+use crate::act::store::atomic::is_staged_name;
 use crate::node::NodePaths;
-use crate::store::atomic::is_staged_name;
 use anyhow::{Context, Result};
 use notify::{RecursiveMode, Watcher};
 use std::path::PathBuf;

@@ -1,34 +1,16 @@
-//! The kubelet config's single-key edit: `serverTLSBootstrap`, changed so that every other
-//! byte of /var/lib/kubelet/config.yaml stays (comments, order, spacing), with a backup, a
-//! re-parse that proves the edit, and an atomic write.
+//! The kubelet config's single-key edit, computed as text: `serverTLSBootstrap` changed so
+//! that every other byte of /var/lib/kubelet/config.yaml stays (comments, order, spacing),
+//! and a re-parse that proves the edit. Writing it is `act::kubelet::serving`'s job.
 
-use crate::config::Settings;
 use crate::node::fsread::read_node_file;
 use crate::node::kubelet::parse_kubelet_config;
 use crate::node::paths::Root;
-use crate::node::NodePaths;
-use crate::store::{atomic, backup};
-use crate::yamledit;
+use crate::node::yamledit;
 use anyhow::{anyhow, bail, Context, Result};
-use std::path::{Path, PathBuf};
-use time::OffsetDateTime;
+use std::path::Path;
 
 /// The key this module edits.
 pub const KEY: &str = "serverTLSBootstrap";
-
-/// What an edit did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Edit {
-    /// The key already had the wanted value; nothing was written.
-    Unchanged,
-    /// The file was rewritten.
-    Changed {
-        /// The copy of the old file.
-        backup: PathBuf,
-        /// Unified-style diff of the change (host path in the header).
-        diff: String,
-    },
-}
 
 /// What kubelet-serving certificates need after `serverTLSBootstrap: true`, for the terminal
 /// and the log.
@@ -42,35 +24,6 @@ until that CSR is approved. The kube-controller-manager does NOT approve these C
   - other nodes and future joins read the cluster-wide kubelet-config ConfigMap, which a node
     daemon does not touch: `kubectl -n kube-system edit cm kubelet-config` and set
     serverTLSBootstrap: true there too.";
-
-/// Set `serverTLSBootstrap` in the kubelet config to `enable`. A missing key counts as false
-/// (the kubelet's default), so disabling a file without the key changes nothing. The caller
-/// holds the lock. The kubelet is not restarted here.
-pub fn set_server_tls_bootstrap(
-    paths: &NodePaths,
-    enable: bool,
-    now: OffsetDateTime,
-) -> Result<Edit> {
-    let file = &paths.kubelet_config;
-    let host = paths.show(file);
-    let text = read_text(&paths.root, file).with_context(|| host.clone())?;
-    let Some(new) = edited_text(&text, enable).with_context(|| host.clone())? else {
-        return Ok(Edit::Unchanged);
-    };
-    let backup = backup_file(paths, file, now)?;
-    fail::fail_point!("kubelet-edit::mid-write");
-    replace_file(&paths.root, file, &new).with_context(|| host.clone())?;
-    tracing::info!(
-        ACTION = "kubelet-config",
-        CERT_PATH = host.as_str(),
-        "set {KEY}: {enable} in {host} (backup {})",
-        paths.show(&backup)
-    );
-    Ok(Edit::Changed {
-        backup,
-        diff: line_diff(&host, &text, &new),
-    })
-}
 
 /// The kubelet config text with `serverTLSBootstrap` set to `enable`, or `None` when it
 /// already is (absent counts as false). The result is re-parsed to prove that the key, and
@@ -93,95 +46,23 @@ pub fn edited_text(text: &str, enable: bool) -> Result<Option<String>> {
     Ok(Some(new))
 }
 
-/// Apply `settings.kubelet_server_tls_bootstrap` (the daemon's start-up and reload step):
-/// nothing when it is `None`; otherwise edit the file and, when it changed, restart the
-/// kubelet and wait until it is healthy (bounded by `settings.restart.timeout`). Enabling logs
-/// the CSR follow-up. The caller holds the lock.
-pub fn apply_setting(paths: &NodePaths, settings: &Settings, now: OffsetDateTime) -> Result<Edit> {
-    let Some(enable) = settings.kubelet_server_tls_bootstrap else {
-        return Ok(Edit::Unchanged);
-    };
-    let edit = set_server_tls_bootstrap(paths, enable, now)?;
-    if let Edit::Changed { .. } = &edit {
-        crate::systemd::restart_kubelet(paths, settings.restart.timeout)?;
-        if enable {
-            tracing::warn!(ACTION = "kubelet-config", "{ENABLE_FOLLOW_UP}");
-        }
-    }
-    Ok(edit)
-}
-
 /// Read a node file as UTF-8 text.
-pub(crate) fn read_text(root: &Root, file: &Path) -> Result<String> {
+pub fn read_text(root: &Root, file: &Path) -> Result<String> {
     let bytes = read_node_file(root, file).map_err(|e| anyhow!("{e}"))?;
     String::from_utf8(bytes).map_err(|_| anyhow!("not UTF-8 text"))
 }
 
-/// Copy `file` into a new backup directory; returns where the copy is.
-pub(crate) fn backup_file(paths: &NodePaths, file: &Path, now: OffsetDateTime) -> Result<PathBuf> {
-    let dir = backup::new_dir(paths, now)?;
-    backup::copy_into(paths, &dir, &[file.to_path_buf()])?;
-    let copy = backup::backup_path(paths, &dir, file);
-    if !copy.is_file() {
-        bail!("backup of {} was not written", paths.show(file));
-    }
-    Ok(copy)
-}
-
-/// Replace `file` atomically, keeping its mode and owner. A symlink (inside the root) is
-/// followed so that the link itself stays a link.
-pub(crate) fn replace_file(root: &Root, file: &Path, text: &str) -> Result<()> {
-    let meta = std::fs::symlink_metadata(file).context("cannot stat")?;
-    let target = if meta.file_type().is_symlink() {
-        if !root.contains_real(file)? {
-            bail!("symlink points outside the node root; refusing to write through it");
-        }
-        file.canonicalize().context("cannot resolve symlink")?
-    } else {
-        file.to_path_buf()
-    };
-    atomic::write_atomic(&target, text.as_bytes(), 0o600)
-}
-
-/// A unified-style diff of two texts that differ in one contiguous run of lines (what a
-/// single-key edit produces), without context lines.
+/// A unified diff of the change without context lines (`similar`; the hunk header follows
+/// GNU diff), with the host path in both header lines. Empty when nothing changed.
 pub fn line_diff(name: &str, old: &str, new: &str) -> String {
-    let a: Vec<&str> = old.split_inclusive('\n').collect();
-    let b: Vec<&str> = new.split_inclusive('\n').collect();
-    let pre = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let room = a.len().min(b.len()) - pre;
-    let suf = a
-        .iter()
-        .rev()
-        .zip(b.iter().rev())
-        .take(room)
-        .take_while(|(x, y)| x == y)
-        .count();
-    let (del, add) = (&a[pre..a.len() - suf], &b[pre..b.len() - suf]);
-    if del.is_empty() && add.is_empty() {
+    let diff = similar::TextDiff::from_lines(old, new);
+    if old == new {
         return String::new();
     }
-    // Unified ranges: an empty range names the line before it.
-    let range = |len: usize| match len {
-        0 => format!("{pre},0"),
-        1 => format!("{}", pre + 1),
-        n => format!("{},{n}", pre + 1),
-    };
-    let mut out = format!(
-        "--- {name}\n+++ {name}\n@@ -{} +{} @@\n",
-        range(del.len()),
-        range(add.len())
-    );
-    for (sign, lines) in [('-', del), ('+', add)] {
-        for l in lines {
-            out.push(sign);
-            out.push_str(l);
-            if !l.ends_with('\n') {
-                out.push_str("\n\\ No newline at end of file\n");
-            }
-        }
-    }
-    out
+    diff.unified_diff()
+        .context_radius(0)
+        .header(name, name)
+        .to_string()
 }
 
 #[cfg(test)]

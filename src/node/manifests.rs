@@ -1,6 +1,7 @@
 //! Reading kubeadm static pod manifests: only what certificate renewal needs
 //! (the component, its command line, its host paths and its health probe).
 
+use crate::node::NodePaths;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -296,6 +297,52 @@ struct Volume {
 #[derive(Deserialize)]
 struct HostPath {
     path: String,
+}
+
+/// A component's manifest file and its parsed contents.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// File name inside the manifests directory.
+    pub file: String,
+    /// Parsed manifest.
+    pub manifest: Manifest,
+}
+
+/// Find a component's manifest: `<name>.yaml`, else any non-dot file whose pod is named so.
+pub fn find_manifest(paths: &NodePaths, name: &str) -> anyhow::Result<Option<Found>> {
+    let conventional = format!("{name}.yaml");
+    let mut files = vec![conventional.clone()];
+    if let Ok(rd) = std::fs::read_dir(&paths.manifests) {
+        let mut others: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.') && *n != conventional)
+            .collect();
+        others.sort();
+        files.extend(others);
+    }
+    for f in files {
+        let p = paths.manifests.join(&f);
+        let bytes = match crate::node::fsread::read_node_file(&paths.root, &p) {
+            Ok(b) => b,
+            Err(crate::node::fsread::ReadError::Missing) => continue,
+            // The component's own file must be readable; others may be anything.
+            Err(e) if f == conventional => anyhow::bail!("{}: {e}", paths.show(&p)),
+            Err(_) => continue,
+        };
+        match parse_manifest(&bytes) {
+            Ok(m) if m.name == name || m.component.as_deref() == Some(name) => {
+                return Ok(Some(Found {
+                    file: f,
+                    manifest: m,
+                }))
+            }
+            Ok(_) => {}
+            Err(e) if f.ends_with(&conventional) => anyhow::bail!("{}: {e}", paths.show(&p)),
+            Err(_) => {}
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

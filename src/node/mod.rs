@@ -10,6 +10,8 @@ pub mod kubelet_edit;
 pub mod manifests;
 /// Every path of one node, resolved under a root.
 pub mod paths;
+/// Byte-preserving single-value edits of YAML documents, computed as text.
+pub mod yamledit;
 /// Guards node YAML against pathological nesting before parsing.
 pub mod yamlguard;
 

@@ -88,6 +88,11 @@ pub struct NodePaths {
 }
 
 impl NodePaths {
+    /// Where a node file is kept inside a backup directory.
+    pub fn backup_path(&self, dir: &Path, file: &Path) -> PathBuf {
+        let host = self.root.host_path(file);
+        dir.join(host.strip_prefix("/").unwrap_or(&host))
+    }
     /// The lock file that keeps two runs apart.
     pub fn lock_file(&self) -> PathBuf {
         self.state.join("lock")

@@ -195,11 +195,6 @@ impl CertInfo {
             .collect()
     }
 
-    /// Whether the certificate is a CA (BasicConstraints CA:TRUE), as kubeadm checks.
-    pub fn is_usable_ca(&self) -> bool {
-        self.is_ca
-    }
-
     /// Whether `now` lies within the validity period.
     pub fn valid_at(&self, now: OffsetDateTime) -> bool {
         self.not_before <= now && now <= self.not_after

@@ -1,7 +1,7 @@
 //! Kubeconfig files: read the current context's embedded credentials (kubeadm
 //! `kubeConfigReadWriter.Read`), and replace them leaving every other byte alone.
 
-use crate::yamledit::{self, Step};
+use crate::node::yamledit::{self, Step};
 use base64::Engine;
 use serde_yaml::Value;
 

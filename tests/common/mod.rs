@@ -10,7 +10,7 @@ mod x509;
 pub use tree::*;
 pub use x509::*;
 
-use kubeadm_certd::nodebuilder::{build, NodeSpec};
+use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use time::OffsetDateTime;

@@ -9,7 +9,7 @@ pub mod kubelet;
 
 pub use checks::*;
 
-use kubeadm_certd::nodebuilder::{build, NodeSpec};
+use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
 use kubelet::{HarnessOptions, KubeletHarness};
 use std::collections::BTreeMap;
 use std::fs::File;

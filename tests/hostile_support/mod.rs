@@ -5,8 +5,8 @@
 
 pub mod certs;
 
-use kubeadm_certd::nodebuilder::{build, NodeSpec};
 use kubeadm_certd::pki::inspect::KeyAlg;
+use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
 use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::io::Read;

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use kubeadm_certd::act::staticpods::probe::{probe, tls_peer_cert};
+use kubeadm_certd::act::staticpods::process::{proc_info, ProcInfo};
 use kubeadm_certd::node::manifests::{parse_manifest, Manifest, Probe};
-use kubeadm_certd::nodebuilder::{build, NodeSpec, Ports};
-use kubeadm_certd::staticpods::probe::{probe, tls_peer_cert};
-use kubeadm_certd::staticpods::process::{proc_info, ProcInfo};
+use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec, Ports};
 
 use crate::kubelet::{Event, EventKind, HarnessOptions, KubeletHarness};
 
@@ -338,7 +338,7 @@ pub fn assert_replaced(component: &str, old: &ProcInfo, new: &ProcInfo) {
         "{component}: start time went backwards"
     );
     assert!(
-        !kubeadm_certd::staticpods::process::is_alive(Path::new("/proc"), old),
+        !kubeadm_certd::act::staticpods::process::is_alive(Path::new("/proc"), old),
         "{component}: old process {} still runs",
         old.pid
     );

@@ -9,7 +9,7 @@
 
 use kubeadm_certd::config::Settings;
 use kubeadm_certd::node::paths::{NodePaths, Root};
-use kubeadm_certd::nodebuilder::{self, NodeSpec};
+use kubeadm_certd::testkit::nodebuilder::{self, NodeSpec};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs;
 use std::io::{Read, Write};

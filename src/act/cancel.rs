@@ -1,0 +1,46 @@
+//! A cancel/progress handle: long waits (restart holds, health waits, the kubelet restart)
+//! poll it instead of a global signal flag, and report progress through it so the daemon can
+//! feed the watchdog only while work moves. Whoever owns the process's signals (the CLI, the
+//! daemon) sets it; the acting code only reads it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Cloneable; all clones share one flag and one progress counter.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    stop: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+}
+
+impl Cancel {
+    /// A handle nobody has cancelled.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Ask the current work to stop at its next safe point.
+    pub fn cancel(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether stopping was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The shared flag, for registering signal handlers on it (signal-hook).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Note that long-running work is still making progress.
+    pub fn heartbeat(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The progress counter (changes while work moves).
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+}

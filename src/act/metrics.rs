@@ -1,0 +1,306 @@
+//! The node_exporter textfile: x509-certificate-exporter's metric names for every certificate
+//! that loaded (so its dashboards and alerts work), plus kubeadm-certd's own counters. Written
+//! atomically after each scan in the classic text exposition format.
+
+use crate::act::store::atomic;
+use crate::config::Settings;
+use crate::node::paths::Root;
+use crate::pki::inspect::CertInfo;
+use crate::pki::material::Source;
+use crate::plan::scan::Scan;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::X509Name;
+
+/// A count by result.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Successes.
+    pub ok: u64,
+    /// Failures.
+    pub failed: u64,
+}
+
+impl Counts {
+    fn add(&mut self, ok: bool) {
+        if ok {
+            self.ok += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+}
+
+/// What the daemon counts between scans (kept for the life of the process).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// Certificate renewals.
+    pub renewals: Counts,
+    /// When a certificate was last renewed successfully.
+    pub last_renewal: Option<OffsetDateTime>,
+    /// Component restarts, by component name.
+    pub restarts: BTreeMap<String, Counts>,
+}
+
+impl Counters {
+    /// Count a successful renewal, finished at `at`.
+    pub fn renewal_ok(&mut self, at: OffsetDateTime) {
+        self.renewals.add(true);
+        self.last_renewal = Some(at);
+    }
+
+    /// Count a failed renewal.
+    pub fn renewal_failed(&mut self) {
+        self.renewals.add(false);
+    }
+
+    /// Count one restart attempt of `component`.
+    pub fn restart(&mut self, component: &str, ok: bool) {
+        self.restarts
+            .entry(component.to_string())
+            .or_default()
+            .add(ok);
+    }
+}
+
+/// The textfile's resolved path, or `None` when metrics are off.
+pub fn textfile_path(root: &Root, settings: &Settings) -> Option<PathBuf> {
+    settings
+        .metrics_textfile
+        .as_deref()
+        .map(|p| root.resolve(p))
+}
+
+/// One certificate's series.
+struct CertSeries {
+    filepath: String,
+    subject_cn: String,
+    issuer_cn: String,
+    not_before: i64,
+    not_after: i64,
+}
+
+/// The issuer's CN, read from the raw issuer name.
+fn issuer_cn(c: &CertInfo) -> String {
+    X509Name::from_der(&c.issuer_raw)
+        .ok()
+        .and_then(|(_, n)| {
+            n.iter_common_name()
+                .next()
+                .and_then(|a| a.as_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+fn series(root: &Root, path: &Path, c: &CertInfo) -> CertSeries {
+    CertSeries {
+        filepath: root.host_path(path).display().to_string(),
+        subject_cn: c.cn().unwrap_or_default().to_string(),
+        issuer_cn: issuer_cn(c),
+        not_before: c.not_before.unix_timestamp(),
+        not_after: c.not_after.unix_timestamp(),
+    }
+}
+
+/// Every certificate that loaded: CAs, kubeadm's leaves and kubeconfigs, the kubelet's.
+fn cert_series(scan: &Scan) -> Vec<CertSeries> {
+    let mut out = Vec::new();
+    for ca in scan.cas.values().filter_map(|r| r.as_ref().ok()) {
+        if let Some(c) = &ca.cert {
+            out.push(series(&scan.root, &ca.cert_path, c));
+        }
+    }
+    for e in &scan.certs {
+        if let Ok(Some(l)) = &e.state {
+            let path = match &l.source {
+                Source::Pki { cert_path, .. } => cert_path,
+                Source::Kubeconfig { path, .. } => path,
+            };
+            out.push(series(&scan.root, path, &l.leaf));
+        }
+    }
+    for k in &scan.kubelet {
+        if let Ok(c) = &k.cert {
+            out.push(series(&scan.root, &k.path, c));
+        }
+    }
+    out
+}
+
+/// A label value in the text format: backslash, double quote and line feed escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+/// A HELP text: backslash and line feed escaped.
+fn escape_help(v: &str) -> String {
+    v.replace('\\', r"\\").replace('\n', r"\n")
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// Builds one metric family at a time: HELP, TYPE, then its samples.
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels_: &[(&str, &str)], value: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "{name}{} {value}", labels(labels_));
+    }
+}
+
+/// A certificate series' value, given the scan time.
+type SeriesValue = fn(&CertSeries, i64) -> i64;
+
+/// The textfile for a scan taken at `now` (also the `x509_cert_expired` reference time and
+/// the last scan timestamp).
+pub fn render(scan: &Scan, counters: &Counters, now: OffsetDateTime) -> String {
+    let certs = cert_series(scan);
+    let mut o = Out(String::new());
+    let x509: [(&str, &str, SeriesValue); 3] = [
+        (
+            "x509_cert_not_after",
+            "The date after which the certificate expires, as a Unix timestamp.",
+            |c, _| c.not_after,
+        ),
+        (
+            "x509_cert_not_before",
+            "The date before which the certificate is not valid, as a Unix timestamp.",
+            |c, _| c.not_before,
+        ),
+        (
+            "x509_cert_expired",
+            "1 if the certificate has expired, else 0.",
+            |c, now| i64::from(now > c.not_after),
+        ),
+    ];
+    for (name, help, value) in x509 {
+        o.family(name, "gauge", help);
+        for c in &certs {
+            let l = [
+                ("filepath", c.filepath.as_str()),
+                ("subject_CN", &c.subject_cn),
+                ("issuer_CN", &c.issuer_cn),
+            ];
+            o.sample(name, &l, value(c, now.unix_timestamp()));
+        }
+    }
+    o.family(
+        "kubeadm_certd_scan_problems",
+        "gauge",
+        "Certificate files that could not be read in the last scan.",
+    );
+    o.sample("kubeadm_certd_scan_problems", &[], scan.problems().len());
+    o.family(
+        "kubeadm_certd_last_scan_timestamp_seconds",
+        "gauge",
+        "When the last scan ran, as a Unix timestamp.",
+    );
+    o.sample(
+        "kubeadm_certd_last_scan_timestamp_seconds",
+        &[],
+        now.unix_timestamp(),
+    );
+    o.family(
+        "kubeadm_certd_last_renewal_timestamp_seconds",
+        "gauge",
+        "When a certificate was last renewed successfully, as a Unix timestamp (absent until then).",
+    );
+    if let Some(t) = counters.last_renewal {
+        o.sample(
+            "kubeadm_certd_last_renewal_timestamp_seconds",
+            &[],
+            t.unix_timestamp(),
+        );
+    }
+    o.family(
+        "kubeadm_certd_renewals_total",
+        "counter",
+        "Certificate renewals since the daemon started, by result.",
+    );
+    o.sample(
+        "kubeadm_certd_renewals_total",
+        &[("result", "ok")],
+        counters.renewals.ok,
+    );
+    o.sample(
+        "kubeadm_certd_renewals_total",
+        &[("result", "failed")],
+        counters.renewals.failed,
+    );
+    o.family(
+        "kubeadm_certd_restarts_total",
+        "counter",
+        "Component restarts since the daemon started, by component and result.",
+    );
+    for (component, n) in &counters.restarts {
+        o.sample(
+            "kubeadm_certd_restarts_total",
+            &[("component", component), ("result", "ok")],
+            n.ok,
+        );
+        o.sample(
+            "kubeadm_certd_restarts_total",
+            &[("component", component), ("result", "failed")],
+            n.failed,
+        );
+    }
+    o.0
+}
+
+/// Write the textfile atomically (temp file in the same directory, then rename), creating
+/// its directory when missing. A new file is 0644; an existing one keeps its mode. The temp
+/// file's name does not end in `.prom`, so node_exporter never reads a partial file.
+pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        atomic::create_dir_all_mode(dir, 0o755)?;
+    }
+    atomic::write_atomic(path, text.as_bytes(), 0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape_label("a\\b\"c\nd"), r#"a\\b\"c\nd"#);
+        assert_eq!(labels(&[("k", "v\"")]), r#"{k="v\""}"#);
+        assert_eq!(labels(&[]), "");
+        assert_eq!(escape_help("x\\y\nz"), r"x\\y\nz");
+    }
+
+    #[test]
+    fn counters_count() {
+        let mut c = Counters::default();
+        let t = time::macros::datetime!(2025-01-02 03:04:05 UTC);
+        c.renewal_failed();
+        assert_eq!(c.last_renewal, None);
+        c.renewal_ok(t);
+        c.restart("etcd", true);
+        c.restart("etcd", false);
+        c.restart("etcd", true);
+        assert_eq!(c.renewals, Counts { ok: 1, failed: 1 });
+        assert_eq!(c.last_renewal, Some(t));
+        assert_eq!(c.restarts["etcd"], Counts { ok: 2, failed: 1 });
+    }
+}

@@ -1,0 +1,244 @@
+//! `recover`: finish or undo whatever an interrupted run left behind. Every command and the
+//! daemon run it first, under the lock.
+//!
+//! 1. A renewal journal: roll it forward (every staged file it lists was verified before the
+//!    journal was written).
+//! 2. Staged files no journal lists: the crash came before the commit began; delete them.
+//! 3. A cert/key pair that still does not match (a crash by another tool, a hand edit): restore
+//!    from the newest backup whose key matches the certificate, or whose certificate matches
+//!    the key.
+//! 4. Parked static pod manifests: move them back (see `staticpods::park`).
+
+use crate::act::cancel::Cancel;
+use crate::act::store::{atomic, backup, journal};
+use crate::node::fsread::read_node_file;
+use crate::node::NodePaths;
+use crate::pki::inspect;
+use crate::pki::keys;
+use crate::pki::material::{cert_file, key_file};
+use crate::pki::table::{Location, HANDLERS};
+use anyhow::{Context, Result};
+use time::OffsetDateTime;
+
+/// What recovery did, one line per action, for the log and the terminal.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Human-readable actions.
+    pub actions: Vec<String>,
+    /// What could not be recovered.
+    pub problems: Vec<String>,
+}
+
+/// Recover the renewal side (journal, strays, pairs).
+pub fn recover_pki(paths: &NodePaths) -> Result<Recovered> {
+    let mut r = Recovered::default();
+    if let Some(j) = journal::read(paths)? {
+        for t in journal::roll_forward(paths, &j)? {
+            r.actions
+                .push(format!("finished interrupted renewal of {t}"));
+        }
+        journal::remove(paths)?;
+    }
+    for p in journal::remove_strays(&journal::staging_dirs(paths))? {
+        r.actions
+            .push(format!("removed unfinished temp file {}", paths.show(&p)));
+    }
+    for h in &HANDLERS {
+        let Location::Pki(base) = h.location else {
+            continue;
+        };
+        let (crt, key) = (cert_file(paths, h), key_file(paths, base));
+        // A pair that cannot be repaired is reported, not fatal: the plan refuses it and
+        // every other certificate is still served.
+        match repair_pair(paths, &crt, &key) {
+            Ok(Some(action)) => r.actions.push(action),
+            Ok(None) => {}
+            Err(e) => r.problems.push(format!("{e:#}")),
+        }
+    }
+    Ok(r)
+}
+
+fn spki_of_cert(bytes: &[u8]) -> Option<Vec<u8>> {
+    inspect::parse_cert_file(bytes)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| c.spki)
+}
+
+fn spki_of_key(bytes: &[u8]) -> Option<Vec<u8>> {
+    keys::parse_key_file(bytes).ok().map(|k| k.spki())
+}
+
+/// If `crt` and `key` both exist, parse, and do not match, restore one of them from a backup.
+fn repair_pair(
+    paths: &NodePaths,
+    crt: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Option<String>> {
+    let (Ok(cb), Ok(kb)) = (
+        read_node_file(&paths.root, crt),
+        read_node_file(&paths.root, key),
+    ) else {
+        return Ok(None);
+    };
+    let (Some(cs), Some(ks)) = (spki_of_cert(&cb), spki_of_key(&kb)) else {
+        return Ok(None);
+    };
+    if cs == ks {
+        return Ok(None);
+    }
+    for dir in backup::list(paths) {
+        let old_key = paths.backup_path(&dir, key);
+        if let Ok(b) =
+            crate::node::fsread::read_regular(&old_key, crate::node::fsread::MAX_NODE_FILE)
+        {
+            if spki_of_key(&b).as_ref() == Some(&cs) {
+                atomic::write_atomic(key, &b, 0o600)?;
+                return Ok(Some(format!(
+                    "restored {} from {} to match its certificate",
+                    paths.show(key),
+                    paths.show(&dir)
+                )));
+            }
+        }
+        let old_crt = paths.backup_path(&dir, crt);
+        if let Ok(b) =
+            crate::node::fsread::read_regular(&old_crt, crate::node::fsread::MAX_NODE_FILE)
+        {
+            if spki_of_cert(&b).as_ref() == Some(&ks) {
+                atomic::write_atomic(crt, &b, 0o644)?;
+                return Ok(Some(format!(
+                    "restored {} from {} to match its key",
+                    paths.show(crt),
+                    paths.show(&dir)
+                )));
+            }
+        }
+    }
+    anyhow::bail!(
+        "{}: certificate does not match {} and no backup can repair the pair; restore both by hand",
+        paths.show(crt),
+        paths.show(key)
+    )
+}
+
+/// What an interrupted run left for `recover` to finish, without touching anything: a commit
+/// journal, staged files, parked manifests, owed restarts. check-expiration reports it.
+pub fn pending(paths: &NodePaths) -> Vec<String> {
+    let mut v = Vec::new();
+    if paths.journal().exists() {
+        v.push("a half-committed renewal".to_string());
+    }
+    if journal::staging_dirs(paths)
+        .iter()
+        .any(|d| journal::has_staged(d))
+    {
+        v.push("staged files".to_string());
+    }
+    let parked = crate::act::staticpods::park::parked(paths);
+    if !parked.is_empty() {
+        v.push(format!("parked manifests ({})", parked.join(", ")));
+    }
+    let owed = crate::act::store::owed::read(paths);
+    if !owed.is_empty() {
+        v.push(format!("owed restarts ({})", owed.join(", ")));
+    }
+    v
+}
+
+/// Everything recovery does, in order: parked manifests back, the renewal side, then restarts
+/// a crashed commit still owed (when `restarts` is set and restarts are enabled).
+pub fn recover_all(
+    paths: &NodePaths,
+    settings: &crate::config::Settings,
+    restarts: bool,
+    cancel: &Cancel,
+    now: OffsetDateTime,
+) -> Result<Recovered> {
+    let mut r = Recovered::default();
+    r.actions
+        .extend(crate::act::staticpods::park::recover_parked(paths, now)?);
+    let pki = recover_pki(paths)?;
+    r.actions.extend(pki.actions);
+    r.problems.extend(pki.problems);
+    for p in remove_backup_strays(paths)? {
+        r.actions
+            .push(format!("removed unfinished backup copy {}", paths.show(&p)));
+    }
+    let owed = crate::act::store::owed::read(paths);
+    if owed.is_empty() || !restarts {
+        return Ok(r);
+    }
+    if !settings.restart.enabled {
+        crate::act::store::owed::clear(paths)?;
+        r.problems.push(format!(
+            "an interrupted run owed restarts of {}; restart.enabled is false, so restart them yourself",
+            owed.join(", ")
+        ));
+        return Ok(r);
+    }
+    r.actions.push(format!(
+        "restarting {} (owed by an interrupted run)",
+        owed.join(", ")
+    ));
+    let comps: Vec<_> = owed
+        .iter()
+        .filter_map(|c| crate::pki::table::Component::from_name(c))
+        .collect();
+    let result = crate::act::staticpods::restart::RestartOpts::from_node(paths, settings, cancel)
+        .and_then(|opts| {
+            crate::act::staticpods::restart::restart_all(paths, &comps, &opts, &|_| Vec::new())
+        });
+    match result {
+        Ok(done) => r.actions.extend(
+            done.iter()
+                .map(|d| format!("{} restarted", d.component.name())),
+        ),
+        Err(e) => r.problems.push(format!("{e:#}")),
+    }
+    Ok(r)
+}
+
+/// Staged copies left in the backups by a crash mid backup: half files, possibly holding half a
+/// key. The backup's other files are complete (each was written atomically).
+fn remove_backup_strays(paths: &NodePaths) -> Result<Vec<std::path::PathBuf>> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&p, out),
+                Ok(t)
+                    if t.is_file() && atomic::is_staged_name(&e.file_name().to_string_lossy()) =>
+                {
+                    out.push(p)
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&paths.backups(), &mut found);
+    walk_state_top(paths, &mut found);
+    for p in &found {
+        std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+    }
+    Ok(found)
+}
+
+/// Half-written state files (journal, owed restarts) at the top of the state dir.
+fn walk_state_top(paths: &NodePaths, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(&paths.state) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file())
+            && atomic::is_staged_name(&e.file_name().to_string_lossy())
+        {
+            out.push(e.path());
+        }
+    }
+}

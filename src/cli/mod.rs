@@ -1,0 +1,63 @@
+//! The command line: clap definitions, one module per command, generated assets and the
+//! demo. Output for humans goes to stdout; errors surface as `anyhow` chains that `main`
+//! prints one line each.
+
+/// Command-line definitions (also feed the man page and completions).
+pub mod args;
+/// Man pages and shell completions generated from the CLI (packaging).
+pub mod assets;
+mod check;
+/// The `demo` command.
+pub mod demo;
+mod kubelet;
+mod recover;
+mod renew;
+mod restart;
+
+pub use args::{Cli, Command, Output, RenewArgs};
+
+use crate::context::{now, Ctx};
+use anyhow::Result;
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Demo { keep } => return demo::run(keep.as_deref()),
+        Command::Standin {
+            node_root,
+            listen,
+            http,
+            flags,
+        } => {
+            return crate::testkit::standin::run(&crate::testkit::standin::Standin {
+                root: node_root,
+                listen,
+                http: *http,
+                flags,
+            })
+        }
+        Command::GenerateAssets { dir } => return assets::generate_assets(dir),
+        _ => {}
+    }
+    let ctx = Ctx::load_from(&cli.root, cli.config.as_deref())?;
+    match cli.command {
+        Command::CheckExpiration { output } => check::run(&ctx, output, now()),
+        Command::Renew(args) => renew::run(&ctx, &args, now()),
+        Command::InstallSigned {
+            csr_dir,
+            names,
+            no_restart,
+        } => renew::install_signed(&ctx, &csr_dir, &names, no_restart, now()),
+        Command::Recover => recover::run(&ctx),
+        Command::KubeletServingCerts { action, no_restart } => {
+            kubelet::serving_certs(&ctx, action == "enable", no_restart)
+        }
+        Command::RepairKubeletConf => kubelet::repair(&ctx),
+        Command::Restart { components } => restart::run(&ctx, &components),
+        Command::Run { once } => {
+            let (root, config) = (cli.root.clone(), cli.config.clone());
+            crate::daemon::run(ctx, move || Ctx::load_from(&root, config.as_deref()), once)
+        }
+        Command::Demo { .. } | Command::GenerateAssets { .. } | Command::Standin { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,245 @@
+//! `renew` and `install-signed`.
+
+use crate::act::cancel::Cancel;
+use crate::act::renew::Outcome;
+use crate::cli::RenewArgs;
+use crate::context::{cancel_on_signals, Ctx};
+use crate::plan::report::format::kubeadm_date;
+use crate::plan::{self, Decision, Plan, Selection, Skip};
+use anyhow::{bail, Result};
+use std::path::Path;
+use time::OffsetDateTime;
+
+/// Parse `all`, `due` or names.
+pub fn selection(targets: &[String]) -> Result<Selection> {
+    match targets {
+        [one] if one == "all" => Ok(Selection::All),
+        [one] if one == "due" => Ok(Selection::Due),
+        _ if targets.iter().any(|t| t == "all" || t == "due") => {
+            bail!("`all` and `due` cannot be combined with other names")
+        }
+        _ => Ok(Selection::Names(targets.to_vec())),
+    }
+}
+
+fn known_names() -> String {
+    crate::pki::table::HANDLERS
+        .iter()
+        .map(|h| h.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The kubeadm-style line for one plan item (None for items that say nothing).
+fn item_line(i: &plan::Item, now: OffsetDateTime) -> Option<String> {
+    let h = i.handler;
+    Some(match &i.decision {
+        Decision::Renew { .. } => format!("{} renewed", h.long_name),
+        Decision::Skip(Skip::Missing) => format!("MISSING! {}", h.long_name),
+        Decision::Skip(Skip::ExternalCa(ca)) => format!(
+            "Detected external {}, {} can't be renewed",
+            ca.name(),
+            h.long_name
+        ),
+        Decision::Skip(Skip::Excluded) => {
+            format!("{} is excluded in the config; not renewed", h.name)
+        }
+        Decision::Skip(Skip::NotSignedByCa(ca)) => format!(
+            "{} is not signed by {} (a user-provided certificate); never overwritten",
+            h.name,
+            ca.name()
+        ),
+        Decision::Skip(Skip::NotDue) => {
+            let left = i.old_not_after.map(|t| {
+                crate::plan::report::format::short_human_duration((t - now).whole_seconds())
+            });
+            format!(
+                "{} is not due for renewal ({} left)",
+                h.name,
+                left.unwrap_or_default()
+            )
+        }
+        Decision::Refuse(_) => return None,
+    })
+}
+
+fn print_dry_run(plan: &Plan, now: OffsetDateTime, restarts: &[String]) {
+    println!("Plan (dry run; nothing is changed):");
+    for i in &plan.items {
+        let old = i
+            .old_not_after
+            .map(kubeadm_date)
+            .unwrap_or_else(|| "-".into());
+        match &i.decision {
+            Decision::Renew {
+                new_not_after,
+                clamped,
+            } => println!(
+                "  renew   {:<25} {} -> {}{}",
+                i.handler.name,
+                old,
+                kubeadm_date(*new_not_after),
+                if *clamped {
+                    " (clamped to the CA's NotAfter)"
+                } else {
+                    ""
+                }
+            ),
+            Decision::Refuse(why) => println!("  refuse  {:<25} {why}", i.handler.name),
+            _ => println!(
+                "  skip    {:<25} {}",
+                i.handler.name,
+                item_line(i, now).unwrap_or_default()
+            ),
+        }
+    }
+    println!(
+        "Static pods that would restart: {}",
+        if restarts.is_empty() {
+            "none".into()
+        } else {
+            restarts.join(", ")
+        }
+    );
+}
+
+/// `renew`.
+pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
+    let sel = selection(&args.targets)?;
+    let cancel = cancel_on_signals();
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(ctx.lock_and_recover(&cancel)?)
+    };
+    let scan = crate::plan::scan::scan(&ctx.paths);
+    let plan = plan::plan(&scan, &sel, &ctx.settings, now);
+    if !plan.unknown.is_empty() {
+        bail!(
+            "unknown certificate name(s) {}; known: {}",
+            plan.unknown.join(", "),
+            known_names()
+        );
+    }
+    if args.csr_only {
+        let dir = args
+            .csr_dir
+            .clone()
+            .unwrap_or_else(|| ctx.paths.pki.clone());
+        let names: Vec<String> = plan
+            .items
+            .iter()
+            .filter(|i| !matches!(i.decision, Decision::Skip(Skip::NotDue)))
+            .map(|i| i.handler.name.to_string())
+            .collect();
+        let out = crate::act::csr::write_csrs(&ctx.paths, &scan, &names, &dir)?;
+        for m in &out.missing {
+            println!("MISSING! {m}");
+        }
+        for p in &out.written {
+            println!("CSR written to {}", p.display());
+        }
+        return Ok(());
+    }
+    let restarts = crate::plan::restarts::for_plan(&ctx.paths, &plan);
+    if args.dry_run {
+        print_dry_run(&plan, now, &restarts);
+        return refusals(&plan);
+    }
+    // All or nothing: a refused certificate stops the whole command before anything is
+    // written, so bad input leaves the node as it was.
+    refusals(&plan)?;
+    let owe = !args.no_restart && ctx.settings.restart.enabled;
+    let outcome = crate::act::renew::apply(&ctx.paths, &scan, &plan, &ctx.settings, now, owe)?;
+    for i in &plan.items {
+        if let Some(l) = item_line(i, now) {
+            println!("{l}");
+        }
+    }
+    report_outcome(ctx, &outcome, &restarts, args.no_restart, &cancel)?;
+    refusals(&plan)
+}
+
+fn refusals(plan: &Plan) -> Result<()> {
+    let why: Vec<&str> = plan
+        .items
+        .iter()
+        .filter_map(|i| match &i.decision {
+            Decision::Refuse(w) => Some(w.as_str()),
+            _ => None,
+        })
+        .collect();
+    if why.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", why.join("\n"))
+    }
+}
+
+fn report_outcome(
+    ctx: &Ctx,
+    outcome: &Outcome,
+    restarts: &[String],
+    no_restart: bool,
+    cancel: &Cancel,
+) -> Result<()> {
+    if outcome.renewed.is_empty() {
+        return Ok(());
+    }
+    if let Some(d) = &outcome.backup_dir {
+        println!("\nThe previous files are saved in {}", ctx.paths.show(d));
+    }
+    if restarts.is_empty() {
+        println!("No static pod uses the renewed files; nothing to restart.");
+    } else if no_restart || !ctx.settings.restart.enabled {
+        println!(
+            "Not restarting. Restart these static pods so that they load the new certificates: {}",
+            restarts.join(", ")
+        );
+    } else {
+        println!(
+            "Restarting static pods so that they load the new certificates: {}",
+            restarts.join(", ")
+        );
+        crate::act::restart::restart_after(&ctx.paths, &ctx.settings, outcome, restarts, cancel)?;
+        println!("Restarted {}; each came back healthy.", restarts.join(", "));
+    }
+    Ok(())
+}
+
+/// `install-signed`.
+pub fn install_signed(
+    ctx: &Ctx,
+    dir: &Path,
+    names: &[String],
+    no_restart: bool,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let cancel = cancel_on_signals();
+    let _lock = ctx.lock_and_recover(&cancel)?;
+    let scan = crate::plan::scan::scan(&ctx.paths);
+    let names = if names.is_empty() {
+        crate::act::csr::signed_names(&scan, dir)
+    } else {
+        names.to_vec()
+    };
+    if names.is_empty() {
+        bail!("{}: no signed <name>.crt found", dir.display());
+    }
+    let owe = !no_restart && ctx.settings.restart.enabled;
+    let outcome = crate::act::csr::install(&ctx.paths, &scan, &names, dir, now, owe)?;
+    for r in &outcome.renewed {
+        println!(
+            "{} installed, valid until {}",
+            r.handler.long_name,
+            kubeadm_date(r.new_not_after)
+        );
+    }
+    let renamed: Vec<(&crate::pki::table::Handler, Vec<String>)> = outcome
+        .renewed
+        .iter()
+        .map(|r| (r.handler, r.files.clone()))
+        .collect();
+    let restarts = crate::plan::restarts::for_changes(&ctx.paths, &renamed);
+    report_outcome(ctx, &outcome, &restarts, no_restart, &cancel)
+}

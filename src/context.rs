@@ -1,0 +1,67 @@
+//! What the daemon and every command share: the loaded settings and node paths, the wall
+//! clock (read only here, at the edge), and the process's SIGTERM/SIGINT handling.
+
+use crate::act::cancel::Cancel;
+use crate::act::store::lock::{self, Lock};
+use crate::config::Settings;
+use crate::node::paths::Root;
+use crate::node::NodePaths;
+use anyhow::Result;
+use time::OffsetDateTime;
+
+/// What every command needs: the node's paths and the settings.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Validated settings.
+    pub settings: Settings,
+    /// The node.
+    pub paths: NodePaths,
+}
+
+impl Ctx {
+    /// Load from a root directory and an optional explicit config file.
+    pub fn load_from(root: &std::path::Path, config: Option<&std::path::Path>) -> Result<Ctx> {
+        let root = Root::new(root);
+        let settings = Settings::load(&root, config)?;
+        let paths = settings.paths(&root);
+        Ok(Ctx { settings, paths })
+    }
+
+    /// Take the lock and finish whatever an interrupted run left.
+    pub fn lock_and_recover(&self, cancel: &Cancel) -> Result<Lock> {
+        let l = lock::acquire(&self.paths.lock_file())?;
+        self.recover(true, cancel)?;
+        Ok(l)
+    }
+
+    /// Recover, logging what was done; `restarts` also carries out owed restarts.
+    pub fn recover(&self, restarts: bool, cancel: &Cancel) -> Result<()> {
+        let r =
+            crate::act::recover::recover_all(&self.paths, &self.settings, restarts, cancel, now())?;
+        for a in r.actions {
+            tracing::warn!(ACTION = "recover", "{a}");
+        }
+        for p in r.problems {
+            tracing::error!(ACTION = "recover", "{p}");
+        }
+        Ok(())
+    }
+}
+
+/// The wall clock, read only here at the edge.
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// A cancel handle that SIGTERM and SIGINT set (signal-hook), for the synchronous commands:
+/// a restart hold then puts its manifest back before the process exits (bootupd's
+/// deferred-termination idea). A second signal is not needed and not special.
+pub fn cancel_on_signals() -> Cancel {
+    let cancel = Cancel::new();
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, cancel.flag()) {
+            tracing::warn!("cannot install a handler for signal {sig}: {e}");
+        }
+    }
+    cancel
+}

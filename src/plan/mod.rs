@@ -1,0 +1,238 @@
+//! Pure planning: from a scan, the settings and `now`, decide what renews, what is skipped or
+//! refused and why, and which static pods must restart in which order. No side effects, so
+//! `--dry-run` and the tests need none.
+
+/// check-expiration: kubeadm's tables and JSON.
+pub mod report;
+/// Which static pods a renewal affects, read from the manifests.
+pub mod restarts;
+/// Reading the node's certificates into one snapshot.
+pub mod scan;
+
+use crate::config::Settings;
+use crate::pki::table::{CaId, Component, Handler};
+use crate::plan::scan::Scan;
+use time::OffsetDateTime;
+
+/// Which certificates a command selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every one that is present.
+    All,
+    /// Those with less than `renewBefore` left.
+    Due,
+    /// These kubeadm names.
+    Names(Vec<String>),
+}
+
+/// What happens to one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Renew it; the new NotAfter, and whether it was clamped to the CA's.
+    Renew {
+        /// Predicted NotAfter of the new certificate.
+        new_not_after: OffsetDateTime,
+        /// Clamped to the CA's NotAfter.
+        clamped: bool,
+    },
+    /// Not renewed, and that is fine.
+    Skip(Skip),
+    /// Not renewed because something is wrong; the command fails.
+    Refuse(String),
+}
+
+/// Why a certificate is skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Its file is missing (kubeadm's `MISSING!`).
+    Missing,
+    /// Its CA is externally managed.
+    ExternalCa(CaId),
+    /// Listed in `exclude`.
+    Excluded,
+    /// More than `renewBefore` left.
+    NotDue,
+    /// Not signed by its CA: a user-provided certificate, never overwritten.
+    NotSignedByCa(CaId),
+}
+
+/// The decision for one certificate.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The handler.
+    pub handler: &'static Handler,
+    /// Current NotAfter, when known.
+    pub old_not_after: Option<OffsetDateTime>,
+    /// The decision.
+    pub decision: Decision,
+}
+
+/// The plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// One item per selected certificate, in kubeadm's name order.
+    pub items: Vec<Item>,
+    /// Names that matched no handler on this node.
+    pub unknown: Vec<String>,
+}
+
+impl Plan {
+    /// Items that renew.
+    pub fn renewing(&self) -> impl Iterator<Item = &Item> {
+        self.items
+            .iter()
+            .filter(|i| matches!(i.decision, Decision::Renew { .. }))
+    }
+}
+
+/// Which certificates are due: less than `renew_before` left at `now`.
+pub fn is_due(
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+    renew_before: std::time::Duration,
+) -> bool {
+    not_after - now < renew_before
+}
+
+/// Build the plan.
+pub fn plan(scan: &Scan, sel: &Selection, settings: &Settings, now: OffsetDateTime) -> Plan {
+    let mut unknown = Vec::new();
+    if let Selection::Names(names) = sel {
+        for n in names {
+            if scan.cert(n).is_none() {
+                unknown.push(n.clone());
+            }
+        }
+    }
+    let items = scan
+        .certs
+        .iter()
+        .filter(|e| match sel {
+            Selection::Names(n) => n.iter().any(|x| x == e.handler.name),
+            _ => true,
+        })
+        .map(|e| {
+            let h = e.handler;
+            let old_not_after = e
+                .state
+                .as_ref()
+                .ok()
+                .and_then(|l| l.as_ref())
+                .map(|l| l.leaf.not_after);
+            Item {
+                handler: h,
+                old_not_after,
+                decision: decide(scan, e, sel, settings, now),
+            }
+        })
+        .collect();
+    Plan { items, unknown }
+}
+
+fn decide(
+    scan: &Scan,
+    e: &crate::plan::scan::CertEntry,
+    sel: &Selection,
+    settings: &Settings,
+    now: OffsetDateTime,
+) -> Decision {
+    let h = e.handler;
+    let loaded = match &e.state {
+        Err(p) => return Decision::Refuse(p.to_string()),
+        Ok(None) => return Decision::Skip(Skip::Missing),
+        Ok(Some(l)) => l,
+    };
+    if loaded.key_matches() == Some(false) {
+        return Decision::Refuse(format!(
+            "{}: private key does not match its certificate",
+            loaded
+                .files()
+                .first()
+                .map(|p| scan.root.host_path(p).display().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    if settings.exclude.iter().any(|x| x == h.name) {
+        return Decision::Skip(Skip::Excluded);
+    }
+    let ca = match scan.cas.get(&h.ca) {
+        Some(Err(p)) => return Decision::Refuse(p.to_string()),
+        Some(Ok(ca)) => ca,
+        None => return Decision::Refuse(format!("{}: no {} on this node", h.name, h.ca.name())),
+    };
+    let Some(ca_cert) = &ca.cert else {
+        return Decision::Refuse(format!(
+            "{}: CA certificate is missing",
+            scan.root.host_path(&ca.cert_path).display()
+        ));
+    };
+    if ca.external() {
+        return Decision::Skip(Skip::ExternalCa(h.ca));
+    }
+    if !loaded.leaf.signed_by(ca_cert) {
+        return Decision::Skip(Skip::NotSignedByCa(h.ca));
+    }
+    if sel == &Selection::Due && !is_due(loaded.leaf.not_after, now, settings.renew_before) {
+        return Decision::Skip(Skip::NotDue);
+    }
+    if !ca_cert.valid_at(now) {
+        let why = if now < ca_cert.not_before {
+            "is not yet valid"
+        } else {
+            "has expired"
+        };
+        return Decision::Refuse(format!(
+            "{}: the {} CA {why} (NotBefore {}, NotAfter {}); refusing to issue certificates it cannot vouch for. Rotate the CA first",
+            h.name,
+            h.ca.name(),
+            ca_cert.not_before,
+            ca_cert.not_after
+        ));
+    }
+    if loaded.leaf.key_alg.is_none() {
+        let cert = loaded
+            .files()
+            .last()
+            .map(|p| scan.root.host_path(p).display().to_string())
+            .unwrap_or_default();
+        return Decision::Refuse(format!(
+            "{cert}: unsupported key algorithm for {} (kubeadm uses RSA-2048/3072/4096 or ECDSA P-256; Ed25519 and others cannot be renewed here)",
+            h.name
+        ));
+    }
+    let wanted = now + settings.certificate_validity;
+    let clamped = wanted > ca_cert.not_after;
+    Decision::Renew {
+        new_not_after: if clamped { ca_cert.not_after } else { wanted },
+        clamped,
+    }
+}
+
+/// Who uses which host file, as far as the manifests say.
+pub trait Consumers {
+    /// `Some(true)` if `c`'s manifest names `host_path`, `Some(false)` if its manifest does not,
+    /// `None` if there is no readable manifest for `c` (use kubeadm's table).
+    fn uses(&self, c: Component, host_path: &str) -> Option<bool>;
+    /// Whether `c` has a manifest at all on this node.
+    fn present(&self, c: Component) -> bool;
+}
+
+/// The components to restart after `changed` handlers' files (host paths) changed: each once,
+/// in etcd → apiserver → controller-manager → scheduler order.
+pub fn restart_set(
+    changed: &[(&Handler, Vec<String>)],
+    consumers: &dyn Consumers,
+) -> Vec<Component> {
+    Component::ORDER
+        .into_iter()
+        .filter(|c| consumers.present(*c))
+        .filter(|c| {
+            changed.iter().any(|(h, files)| {
+                files.iter().any(|f| match consumers.uses(*c, f) {
+                    Some(u) => u,
+                    None => h.consumers.contains(c),
+                })
+            })
+        })
+        .collect()
+}
