@@ -186,15 +186,25 @@ pub fn recover_all(
         .iter()
         .filter_map(|c| crate::pki::table::Component::from_name(c))
         .collect();
-    let result = crate::act::staticpods::restart::RestartOpts::from_node(paths, settings, cancel)
-        .and_then(|opts| {
-            crate::act::staticpods::restart::restart_all(paths, &comps, &opts, &|_| Vec::new())
-        });
+    // On an HA control plane owed restarts wait for the cluster-wide lock like any other.
+    let clock = move || now;
+    let result = crate::act::restart::restart_coordinated(
+        paths,
+        settings,
+        &comps,
+        cancel,
+        &|_| Vec::new(),
+        &clock,
+        &|_| {},
+    );
     match result {
-        Ok(done) => r.actions.extend(
+        Ok(crate::act::restart::Sequence::Done(done)) => r.actions.extend(
             done.iter()
                 .map(|d| format!("{} restarted", d.component.name())),
         ),
+        Ok(crate::act::restart::Sequence::Owed(why)) => r
+            .problems
+            .push(format!("owed restarts not carried out now: {why}")),
         Err(e) => r.problems.push(format!("{e:#}")),
     }
     Ok(r)

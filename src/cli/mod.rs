@@ -7,6 +7,7 @@ pub mod args;
 /// Man pages and shell completions generated from the CLI (packaging).
 pub mod assets;
 mod check;
+mod cluster;
 /// The `demo` command.
 pub mod demo;
 mod kubelet;
@@ -14,7 +15,7 @@ mod recover;
 mod renew;
 mod restart;
 
-pub use args::{Cli, Command, Output, RenewArgs};
+pub use args::{Cli, ClusterAction, Command, Output, RenewArgs};
 
 use crate::context::{now, Ctx};
 use anyhow::Result;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<()> {
             no_restart,
         } => renew::install_signed(&ctx, &csr_dir, &names, no_restart, now()),
         Command::Recover => recover::run(&ctx),
+        Command::Cluster { action } => cluster::run(&ctx, &action),
         Command::KubeletServingCerts { action, no_restart } => {
             kubelet::serving_certs(&ctx, action == "enable", no_restart)
         }

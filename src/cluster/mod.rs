@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod endpoints;
+pub mod gate;
 pub mod halt;
 pub mod lock;
 mod permit;
@@ -172,6 +173,15 @@ impl Coordinator {
             view,
             unreachable_since: Mutex::new(None),
         }))
+    }
+
+    /// This node's name in the lock queue: the local etcd member's name, else the hostname.
+    pub fn node_name(&self) -> String {
+        self.view.local_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into())
+        })
     }
 
     /// The settings in force.

@@ -20,6 +20,8 @@ pub struct CycleReport {
     pub renewed: usize,
     /// Failures (renewal or restart).
     pub failures: usize,
+    /// Restarts left owed this cycle, and why (HA coordination).
+    pub owed: Option<String>,
 }
 
 /// The pid of a running `kubeadm` process, if any (an upgrade renews certificates itself).
@@ -81,33 +83,17 @@ pub fn run(
             _ => {}
         }
     }
+    let mut outcome = None;
     if plan.renewing().next().is_some() {
         match crate::act::renew::apply(paths, &scan, &plan, settings, now, settings.restart.enabled)
         {
-            Ok(outcome) => {
-                rep.renewed = outcome.renewed.len();
-                for r in &outcome.renewed {
+            Ok(o) => {
+                rep.renewed = o.renewed.len();
+                for r in &o.renewed {
                     counters.renewal_ok(now);
                     rep.written.extend(r.files.iter().cloned());
                 }
-                let restarts = crate::plan::restarts::for_plan(paths, &plan);
-                if settings.restart.enabled && !restarts.is_empty() {
-                    match crate::act::restart::restart_after(
-                        paths, settings, &outcome, &restarts, cancel,
-                    ) {
-                        Ok(()) => restarts.iter().for_each(|c| counters.restart(c, true)),
-                        Err(e) => {
-                            rep.failures += 1;
-                            restarts.iter().for_each(|c| counters.restart(c, false));
-                            tracing::error!(
-                                MESSAGE_ID = logging::MSG_RESTART_FAILED,
-                                ACTION = "restart",
-                                RESULT = "failed",
-                                "{e:#}"
-                            );
-                        }
-                    }
-                }
+                outcome = Some(o);
             }
             Err(e) => {
                 rep.failures += 1;
@@ -121,6 +107,30 @@ pub fn run(
             }
         }
     }
+    if settings.restart.enabled {
+        // This cycle's restarts, and any still owed (the lock was not won, etcd was deferred,
+        // a halt stood): retried every cycle until done.
+        let mut restarts = if outcome.is_some() {
+            crate::plan::restarts::for_plan(paths, &plan)
+        } else {
+            Vec::new()
+        };
+        for c in crate::act::store::owed::read(paths) {
+            if !restarts.contains(&c) {
+                restarts.push(c);
+            }
+        }
+        if !restarts.is_empty() {
+            let job = super::coordinate::Job {
+                paths,
+                settings,
+                outcome: outcome.as_ref(),
+                scan: &scan,
+                now,
+            };
+            super::coordinate::restart(&job, &restarts, counters, cancel, &mut rep);
+        }
+    }
     let scan = if rep.renewed > 0 {
         crate::plan::scan::scan(paths)
     } else {
@@ -132,16 +142,34 @@ pub fn run(
     {
         tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_PATH = %paths.show(&paths.kubeconfigs.join("kubelet.conf")), "{t}");
     }
-    if let Some(file) = &settings.metrics_textfile {
-        let target = paths.root.resolve(file);
-        let text = crate::act::metrics::render(&scan, counters, now);
-        match crate::act::metrics::write_textfile(&target, &text) {
-            Ok(()) => rep.written.push(file.clone()),
-            Err(e) => tracing::warn!("metrics textfile {file}: {e:#}"),
-        }
+    if settings.metrics_textfile.is_some() {
+        super::coordinate::refresh_gauges(paths, settings, counters);
+    }
+    if let Some(file) = write_metrics(paths, settings, &scan, counters, now) {
+        rep.written.push(file);
     }
     rep.status = status_line(&scan, settings, now, &rep);
     rep
+}
+
+/// Write the metrics textfile (when on); the host path written.
+pub fn write_metrics(
+    paths: &NodePaths,
+    settings: &Settings,
+    scan: &Scan,
+    counters: &crate::act::metrics::Counters,
+    now: OffsetDateTime,
+) -> Option<String> {
+    let file = settings.metrics_textfile.as_ref()?;
+    let target = paths.root.resolve(file);
+    let text = crate::act::metrics::render(scan, counters, now);
+    match crate::act::metrics::write_textfile(&target, &text) {
+        Ok(()) => Some(file.clone()),
+        Err(e) => {
+            tracing::warn!("metrics textfile {file}: {e:#}");
+            None
+        }
+    }
 }
 
 /// Warn about CAs with less than caWarnBefore left, and kubelet certificates close to expiry.
@@ -189,6 +217,9 @@ fn status_line(scan: &Scan, settings: &Settings, now: OffsetDateTime, rep: &Cycl
     }
     if rep.failures > 0 {
         s.push_str(&format!("; {} failure(s), see the journal", rep.failures));
+    }
+    if let Some(o) = &rep.owed {
+        s.push_str(&format!("; restarts owed: {o}"));
     }
     s
 }

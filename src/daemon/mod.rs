@@ -2,6 +2,8 @@
 //! random splay, and soon after a watched directory changes; reloads on SIGHUP; and on SIGTERM
 //! finishes or rolls back the step in progress before exiting.
 
+/// Restarts under the HA coordination: STATUS=, metrics, owed restarts.
+pub mod coordinate;
 /// One scan → plan → renew → restart → report cycle.
 pub mod cycle;
 /// sd_notify wrapper.

@@ -289,6 +289,39 @@ fn hold(old: &[ProcInfo], opts: &RestartOpts) -> Result<(), RestartError> {
 /// Certificates to put back if a component fails: (target, backup copy) pairs.
 pub type Rollback = Vec<(PathBuf, PathBuf)>;
 
+/// What a [`Gate`] says before a component is parked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateVerdict {
+    /// Restart it now.
+    Go,
+    /// Not this one (it stays owed); go on with the next.
+    Skip(String),
+    /// Nothing more: this one and the rest stay owed.
+    Stop(String),
+}
+
+/// Asked around each component, so that something outside the restart code (the HA
+/// coordination) can hold a component back, wait after it, or record its failure.
+pub trait Gate {
+    /// Before parking `c`.
+    fn before(&mut self, c: Component) -> GateVerdict;
+    /// After `c` came back healthy; an error stops the sequence (the rest stay owed).
+    fn after(&mut self, _c: Component) -> Result<()> {
+        Ok(())
+    }
+    /// `c` failed and was rolled back.
+    fn failed(&mut self, _c: Component, _reason: &str) {}
+}
+
+/// The gate of a node that acts alone.
+pub struct NoGate;
+
+impl Gate for NoGate {
+    fn before(&mut self, _c: Component) -> GateVerdict {
+        GateVerdict::Go
+    }
+}
+
 /// Restart components in order, one at a time. On a failure: restore that component's
 /// previous certificates (when still valid), restart it once more, and stop.
 pub fn restart_all(
@@ -297,11 +330,38 @@ pub fn restart_all(
     opts: &RestartOpts,
     rollback: &dyn Fn(Component) -> Rollback,
 ) -> Result<Vec<Restarted>> {
+    restart_all_gated(paths, components, opts, rollback, &mut NoGate)
+}
+
+/// [`restart_all`], asking `gate` around each component.
+pub fn restart_all_gated(
+    paths: &NodePaths,
+    components: &[Component],
+    opts: &RestartOpts,
+    rollback: &dyn Fn(Component) -> Rollback,
+    gate: &mut dyn Gate,
+) -> Result<Vec<Restarted>> {
     let mut done = Vec::new();
     for c in Component::ORDER
         .into_iter()
         .filter(|c| components.contains(c))
     {
+        match gate.before(c) {
+            GateVerdict::Go => {}
+            GateVerdict::Skip(why) => {
+                tracing::warn!(
+                    COMPONENT = c.name(),
+                    ACTION = "defer",
+                    "{}: not restarted now, it stays owed: {why}",
+                    c.name()
+                );
+                continue;
+            }
+            GateVerdict::Stop(why) => bail!(
+                "{}: not restarted, and nothing after it: {why}; the restarts stay owed",
+                c.name()
+            ),
+        }
         match restart_one(paths, c, opts) {
             Ok(r) => {
                 tracing::info!(
@@ -316,6 +376,7 @@ pub fn restart_all(
                 );
                 crate::act::store::owed::done(paths, c.name())?;
                 done.push(r);
+                gate.after(c)?;
             }
             Err(RestartError::Interrupted(_)) => bail!(
                 "{}: interrupted by a signal; its manifest is back in place",
@@ -354,6 +415,7 @@ pub fn restart_all(
                     .filter(|x| **x > c)
                     .map(|x| x.name())
                     .collect();
+                gate.failed(c, &format!("{e}; {again}"));
                 bail!(
                     "{e}; {again}; not restarting the remaining components{}",
                     if rest.is_empty() {
