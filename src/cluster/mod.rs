@@ -96,8 +96,11 @@ pub struct Coordinator {
     pool: Arc<Pool>,
     settings: Coordination,
     view: LocalView,
-    unreachable_since: Mutex<Option<Instant>>,
 }
+
+/// Since when no quorum could be reached, across connections: one process serves one node,
+/// and each restart sequence connects anew, so the break-glass clock lives here.
+static UNREACHABLE_SINCE: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// Run `f` until it finishes, `bound` passes or `cancel` says stop.
 async fn race<F: Future>(f: F, bound: Duration, cancel: &dyn Fn() -> bool) -> Option<F::Output> {
@@ -171,7 +174,6 @@ impl Coordinator {
             pool,
             settings: settings.clone(),
             view,
-            unreachable_since: Mutex::new(None),
         }))
     }
 
@@ -258,7 +260,7 @@ impl Coordinator {
             match r {
                 None if cancel() => return Err(Wait::Cancelled),
                 Some(Ok(_)) => {
-                    if let Ok(mut g) = self.unreachable_since.lock() {
+                    if let Ok(mut g) = UNREACHABLE_SINCE.lock() {
                         *g = None;
                     }
                     return Ok(Some(()));
@@ -268,8 +270,7 @@ impl Coordinator {
                         Some(Err(e)) => e.0,
                         _ => "no answer".into(),
                     };
-                    let since = self
-                        .unreachable_since
+                    let since = UNREACHABLE_SINCE
                         .lock()
                         .map(|mut g| *g.get_or_insert_with(Instant::now))
                         .unwrap_or_else(|_| Instant::now());

@@ -323,3 +323,215 @@ impl Cluster {
         &self.nodes[i].root
     }
 }
+
+/// The python stand-in of the restart tests (apiserver, controller-manager, scheduler).
+const STANDIN: &str = include_str!("../restart_support/standin.py");
+/// Where the stand-in and its hooks live, as seen inside the pods' mount namespace.
+pub const STANDIN_DIR: &str = "/etc/kubernetes/standin";
+/// etcd's data dir inside the pods' view (the stand-in kubelet bind-mounts only /etc).
+const ETCD_DATA: &str = "/etc/kubernetes/etcd-data";
+
+impl Cluster {
+    /// Build three roots whose manifests run under a stand-in kubelet each (with the node's
+    /// etc at /etc): etcd.yaml runs the real member, the other three run the python
+    /// stand-in. Ports of the stand-ins differ per node, so their command lines do too.
+    pub fn build_for_kubelets() -> Option<Cluster> {
+        use kubeadm_certd::testkit::nodebuilder::Ports;
+        let ports: Vec<u16> = {
+            let ls: Vec<std::net::TcpListener> = (0..9)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect();
+            ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+        };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let c = Self::build(|s| {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            s.key = kubeadm_certd::pki::inspect::KeyAlg::EcP256;
+            s.ports = Ports {
+                etcd_client: 2379,
+                etcd_peer: 2380,
+                etcd_metrics: 2381,
+                apiserver: ports[3 * i],
+                controller_manager: ports[3 * i + 1],
+                scheduler: ports[3 * i + 2],
+            };
+        })?;
+        for n in &c.nodes {
+            n.prepare_for_kubelet();
+        }
+        Some(c)
+    }
+}
+
+impl ClusterNode {
+    fn host(&self, p: &str) -> PathBuf {
+        self.root.join(p.trim_start_matches('/'))
+    }
+
+    /// `manifests/<component>.yaml`.
+    pub fn manifest_path(&self, component: &str) -> PathBuf {
+        self.host(&format!("/etc/kubernetes/manifests/{component}.yaml"))
+    }
+
+    /// The parking directory.
+    pub fn parking(&self) -> PathBuf {
+        self.host("/etc/kubernetes/tmp/kubeadm-certd-parked")
+    }
+
+    /// Write a stand-in hook (`<component>.die` keeps a component from starting).
+    pub fn hook(&self, file: &str, content: Option<&str>) {
+        let p = self.host(&format!("{STANDIN_DIR}/{file}"));
+        match content {
+            Some(c) => fs::write(p, c).unwrap(),
+            None => {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+
+    fn prepare_for_kubelet(&self) {
+        let standin = self.host(STANDIN_DIR);
+        fs::create_dir_all(&standin).unwrap();
+        fs::write(standin.join("standin.py"), STANDIN).unwrap();
+        // The controller-manager and scheduler stand-ins serve a self-signed pair.
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        fs::write(standin.join("self.crt"), ck.cert.pem()).unwrap();
+        fs::write(standin.join("self.key"), ck.signing_key.serialize_pem()).unwrap();
+        for name in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
+            let path = self.manifest_path(name);
+            let text = fs::read_to_string(&path).unwrap();
+            assert!(text.contains(&format!("    - {name}\n")));
+            let text = text.replacen(
+                &format!("    - {name}\n"),
+                &format!("    - /usr/bin/python3\n    - {STANDIN_DIR}/standin.py\n    - {name}\n"),
+                1,
+            );
+            // The stand-ins listen on 127.0.0.1 only.
+            let text = text.replace(&format!("host: {}\n", self.ip), "host: 127.0.0.1\n");
+            fs::write(&path, text).unwrap();
+        }
+        let text = etcd_manifest(&self.name, &self.ip, &initial_cluster(), &["etcd".into()])
+            .replace(
+                "--data-dir=/var/lib/etcd",
+                &format!("--data-dir={ETCD_DATA}"),
+            )
+            .replace("path: /var/lib/etcd", &format!("path: {ETCD_DATA}"))
+            .replace("/health?exclude=NOSPACE&serializable=true", "/health");
+        fs::write(self.manifest_path("etcd"), text).unwrap();
+        let data = self.host(ETCD_DATA);
+        fs::create_dir_all(&data).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+        let kc = self.host("/var/lib/kubelet/config.yaml");
+        let text = fs::read_to_string(&kc).unwrap();
+        fs::write(
+            &kc,
+            text.replace("fileCheckFrequency: 0s", "fileCheckFrequency: 1s"),
+        )
+        .unwrap();
+    }
+
+    /// The daemon's config file (outside the root), with `extra` appended.
+    pub fn write_config(&self, extra: &str) -> PathBuf {
+        let p = self
+            .root
+            .with_file_name(format!("{}-config.yaml", self.name));
+        let text = format!(
+            "checkInterval: 2s\njitter: 0s\nrestart:\n  timeout: 60s\n  minHold: 1s\nmetrics:\n  textfile: /var/lib/kubeadm-certd/metrics.prom\n{extra}"
+        );
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// kubeadm-certd on this node.
+    pub fn command(&self, config: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kubeadm-certd"));
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--config")
+            .arg(config)
+            .args(args);
+        c.env_remove("JOURNAL_STREAM")
+            .env("KUBEADM_CERTD_LOG", "info");
+        c
+    }
+
+    /// Start `kubeadm-certd run` with its log in the node's directory.
+    pub fn daemon(&self, config: &Path) -> Daemon {
+        let log = self
+            .root
+            .with_file_name(format!("{}-daemon.log", self.name));
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = self
+            .command(config, &["run"])
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("spawn the daemon");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Components still owed a restart.
+    pub fn owed(&self) -> Vec<String> {
+        fs::read(self.host("/var/lib/kubeadm-certd/restarts-owed.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// A running daemon; SIGTERMed (then reaped) on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no release, no cleanup.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded; SIGKILL after 60 s).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -205,15 +205,15 @@ pub fn build(root: &Path, spec: &NodeSpec) -> Result<()> {
             &[Eku::ClientAuth],
         )?;
     }
-    let sa = match &spec.shared_cas {
+    let (sa, sa_pem) = match &spec.shared_cas {
         Some(from) => b.shared_key(from, "sa")?,
-        None => keys::generate(spec.key)?,
+        None => {
+            let k = keys::generate(spec.key)?;
+            let pem = keys::encode(&k, spec.key, KeyFormat::kubeadm_default(spec.key))?;
+            (k, pem)
+        }
     };
-    b.write(
-        "etc/kubernetes/pki/sa.key",
-        &keys::encode(&sa, spec.key, KeyFormat::kubeadm_default(spec.key))?,
-        0o600,
-    )?;
+    b.write("etc/kubernetes/pki/sa.key", &sa_pem, 0o600)?;
     b.write("etc/kubernetes/pki/sa.pub", &sa.public_key_pem(), 0o600)?;
     let server = format!("https://{}:{}", spec.advertise, spec.ports.apiserver);
     b.kubeconfig(&ca, "admin.conf", "kubernetes-admin", &admins, &server)?;
@@ -279,10 +279,12 @@ impl Builder<'_> {
     }
 
     /// A key of another node root, as a key pair.
-    fn shared_key(&self, from: &Path, base: &str) -> Result<KeyPair> {
+    /// A key of another node root: the pair, and the file's text (copied as it is).
+    fn shared_key(&self, from: &Path, base: &str) -> Result<(KeyPair, String)> {
         let p = from.join(format!("etc/kubernetes/pki/{base}.key"));
-        let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-        Ok(keys::parse_key_file(&bytes)?.pair)
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        Ok((keys::parse_key_file(text.as_bytes())?.pair, text))
     }
 
     fn ca(&self, base: &str, cn: &str) -> Result<Ca> {
@@ -290,13 +292,9 @@ impl Builder<'_> {
             let p = from.join(format!("etc/kubernetes/pki/{base}.crt"));
             let pem =
                 std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-            let key = self.shared_key(from, base)?;
+            let (key, key_pem) = self.shared_key(from, base)?;
             self.write(&format!("etc/kubernetes/pki/{base}.crt"), &pem, 0o644)?;
-            self.write(
-                &format!("etc/kubernetes/pki/{base}.key"),
-                &self.key_pem(&key)?,
-                0o600,
-            )?;
+            self.write(&format!("etc/kubernetes/pki/{base}.key"), &key_pem, 0o600)?;
             return Ok(Ca { pem, key });
         }
         let key = keys::generate(self.spec.key)?;
