@@ -44,6 +44,12 @@ impl Gate for ClusterGate<'_, '_> {
         GateVerdict::Go
     }
 
+    /// Break glass: a restarted etcd member cannot report healthy until enough members are
+    /// back to form a quorum, so a new process is all this node can wait for.
+    fn process_only(&self, c: Component) -> bool {
+        c == Component::Etcd && self.permit.is_break_glass()
+    }
+
     fn after(&mut self, c: Component) -> Result<()> {
         if c == Component::Etcd && !self.permit.is_break_glass() {
             self.permit

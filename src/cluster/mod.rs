@@ -284,7 +284,7 @@ impl Coordinator {
                     if Instant::now() >= deadline {
                         return Err(Wait::Unreachable {
                             reason,
-                            break_glass_in: left,
+                            break_glass_in: whole_secs(left),
                         });
                     }
                     let pause = left.min(Duration::from_secs(1));
@@ -345,7 +345,7 @@ impl Coordinator {
                 if left.is_zero() {
                     return Err(Wait::Timeout {
                         holder: non_empty(last_holder),
-                        waited: start.elapsed(),
+                        waited: whole_secs(start.elapsed()),
                     });
                 }
                 if cancel() {
@@ -415,6 +415,11 @@ impl Coordinator {
             released: false,
         }
     }
+}
+
+/// Durations for humans: whole seconds (rounded up, so "in 0s" never means "not yet").
+fn whole_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
 }
 
 fn non_empty(s: String) -> Option<String> {

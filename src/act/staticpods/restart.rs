@@ -30,6 +30,8 @@ pub struct RestartOpts {
     pub cancel: Cancel,
     /// The wall clock (process start times are compared with it); a seam for tests.
     pub clock: fn() -> SystemTime,
+    /// A new process is enough, its probe is not asked (set per component by a [`Gate`]).
+    pub process_only: bool,
 }
 
 impl RestartOpts {
@@ -50,6 +52,7 @@ impl RestartOpts {
             poll: Duration::from_millis(200),
             cancel: cancel.clone(),
             clock: SystemTime::now,
+            process_only: false,
         })
     }
 }
@@ -214,6 +217,7 @@ fn wait_back(
         });
         let seen = match (&fresh, probe_once(back)) {
             // A new process, and a healthy probe (or none to ask).
+            (Some(p), _) if opts.process_only => return Ok(*p),
             (Some(p), r) if r.as_ref().is_none_or(|r| r.is_healthy()) => return Ok(*p),
             (Some(p), Some(r)) => format!("new pid {} started, probe: {r}", p.pid),
             (Some(p), None) => format!("new pid {} started", p.pid),
@@ -305,6 +309,10 @@ pub enum GateVerdict {
 pub trait Gate {
     /// Before parking `c`.
     fn before(&mut self, c: Component) -> GateVerdict;
+    /// Whether `c` counts as back once a new process runs, without a healthy probe.
+    fn process_only(&self, _c: Component) -> bool {
+        false
+    }
     /// After `c` came back healthy; an error stops the sequence (the rest stay owed).
     fn after(&mut self, _c: Component) -> Result<()> {
         Ok(())
@@ -362,6 +370,16 @@ pub fn restart_all_gated(
                 c.name()
             ),
         }
+        let relaxed;
+        let opts = if gate.process_only(c) {
+            relaxed = RestartOpts {
+                process_only: true,
+                ..opts.clone()
+            };
+            &relaxed
+        } else {
+            opts
+        };
         match restart_one(paths, c, opts) {
             Ok(r) => {
                 tracing::info!(
