@@ -122,6 +122,20 @@ impl Ha {
             .collect()
     }
 
+    /// Wait until node i's metrics textfile holds `line`.
+    fn wait_metric(&self, i: usize, line: &str) {
+        let p = self.node(i).root.join("var/lib/kubeadm-certd/metrics.prom");
+        let ok = KubeletHarness::wait_until(LIMIT, || {
+            std::fs::read_to_string(&p).is_ok_and(|t| t.lines().any(|l| l == line))
+        });
+        assert!(
+            ok,
+            "node {}: no {line:?} in\n{}",
+            i + 1,
+            std::fs::read_to_string(&p).unwrap_or_default()
+        );
+    }
+
     fn cli(&self, i: usize, args: &[&str]) -> std::process::Output {
         let cfg = self.node(i).write_config(COORD);
         let out = self.node(i).command(&cfg, args).output().unwrap();
@@ -245,6 +259,11 @@ fn three_daemons_all_due_restart_one_node_at_a_time_and_etcd_stays_writable() {
         ha.wait_restarted(i, &FILES, t0, &refs);
     }
     let gap = writer.finish();
+    for i in 0..3 {
+        ha.wait_metric(i, "kubeadm_certd_etcd_members_healthy 3");
+        ha.wait_metric(i, "kubeadm_certd_lock_held 0");
+        ha.wait_metric(i, "kubeadm_certd_halt_present 0");
+    }
     for d in &mut ds {
         d.stop();
     }
@@ -355,6 +374,7 @@ fn halt_on_node1_stops_the_others_until_cluster_resume() {
             ds[i - 1].log_text()
         );
     }
+    ha.wait_metric(1, "kubeadm_certd_halt_present 1");
     let text = String::from_utf8_lossy(&ha.cli(1, &["cluster", "status"]).stdout).to_string();
     assert!(text.contains("Halt: halted by cp1"), "{text}");
     // The operator fixes node 1 and resumes.
