@@ -33,6 +33,23 @@ pub struct Fragment {
     kubelet: Option<KubeletFragment>,
     metrics: Option<MetricsFragment>,
     coordination: Option<crate::cluster::settings::CoordinationFragment>,
+    backups: Option<BackupsFragment>,
+    require_time_sync: Option<BoolOrWord>,
+}
+
+/// `true`, `false` or a word such as `auto`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum BoolOrWord {
+    Bool(bool),
+    Word(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BackupsFragment {
+    keep: Option<usize>,
+    max_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +59,7 @@ struct RestartFragment {
     parking_dir: Option<String>,
     timeout: Option<String>,
     min_hold: Option<String>,
+    max_per_day: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,7 +86,32 @@ pub struct RestartSettings {
     pub timeout: Duration,
     /// Minimum hold; `None` means the kubelet's fileCheckFrequency.
     pub min_hold: Option<Duration>,
+    /// The daemon restarts each component at most this often in 24 h.
+    pub max_per_day: u32,
 }
+
+/// Backup retention (pruned after a successful daemon cycle).
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// Keep at most this many sets (the newest).
+    pub keep: usize,
+    /// Delete sets older than this (the newest set is kept whatever its age).
+    pub max_age: Duration,
+}
+
+/// `requireTimeSync`: whether to renew while the kernel says the clock is unsynchronised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSync {
+    /// Wait for sync up to [`TIME_SYNC_GRACE`] after boot, then go on with a warning.
+    Auto,
+    /// Never renew on an unsynchronised clock.
+    Required,
+    /// Do not ask the kernel.
+    Off,
+}
+
+/// How long after boot `requireTimeSync: auto` waits for the clock to be synchronised.
+pub const TIME_SYNC_GRACE: Duration = Duration::from_secs(600);
 
 /// Validated settings, with defaults applied. Paths are host paths; see [`Settings::paths`].
 #[derive(Debug, Clone)]
@@ -105,6 +148,10 @@ pub struct Settings {
     pub metrics_textfile: Option<String>,
     /// HA coordination (`coordination:`).
     pub coordination: crate::cluster::settings::Coordination,
+    /// Backup retention.
+    pub backups: BackupSettings,
+    /// requireTimeSync
+    pub require_time_sync: TimeSync,
 }
 
 impl Default for Settings {
@@ -127,12 +174,18 @@ impl Default for Settings {
                 parking_dir: "/etc/kubernetes/tmp/kubeadm-certd-parked".into(),
                 timeout: Duration::from_secs(300),
                 min_hold: None,
+                max_per_day: 3,
             },
             kubelet_server_tls_bootstrap: None,
             metrics_textfile: Some(
                 "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom".into(),
             ),
             coordination: Default::default(),
+            backups: BackupSettings {
+                keep: 10,
+                max_age: days(400),
+            },
+            require_time_sync: TimeSync::Auto,
         }
     }
 }
@@ -229,6 +282,12 @@ impl Settings {
             if let Some(h) = r.min_hold {
                 s.restart.min_hold = Some(duration("restart.minHold", &h)?);
             }
+            if let Some(m) = r.max_per_day {
+                if m == 0 {
+                    bail!("restart.maxPerDay: must be at least 1 (use restart.enabled: false to never restart)");
+                }
+                s.restart.max_per_day = m;
+            }
         }
         if let Some(k) = f.kubelet {
             s.kubelet_server_tls_bootstrap = k.server_tls_bootstrap;
@@ -243,7 +302,69 @@ impl Settings {
         if let Some(c) = f.coordination {
             s.coordination = crate::cluster::settings::Coordination::from_fragment(c)?;
         }
+        if let Some(b) = f.backups {
+            if let Some(k) = b.keep {
+                if k == 0 {
+                    bail!("backups.keep: must be at least 1 (recovery needs the newest set)");
+                }
+                s.backups.keep = k;
+            }
+            if let Some(a) = b.max_age {
+                s.backups.max_age = duration("backups.maxAge", &a)?;
+            }
+        }
+        if let Some(t) = f.require_time_sync {
+            s.require_time_sync = match t {
+                BoolOrWord::Bool(true) => TimeSync::Required,
+                BoolOrWord::Bool(false) => TimeSync::Off,
+                BoolOrWord::Word(w) if w == "auto" => TimeSync::Auto,
+                BoolOrWord::Word(w) => {
+                    bail!("requireTimeSync: must be auto, true or false, got {w:?}")
+                }
+            };
+        }
+        s.check_renewal_gap()?;
         Ok(s)
+    }
+
+    /// The longest a full restart pass can take: four components, each a hold and a wait.
+    pub fn longest_restart(&self) -> Duration {
+        self.restart.timeout * 8
+    }
+
+    /// Refuse settings that make a renewed certificate due again at once (issue 12): the
+    /// daemon would renew, back up and restart every cycle, for ever.
+    fn check_renewal_gap(&self) -> Result<()> {
+        // As written in the file: whole days as `30d`, else humantime.
+        let h = |d: Duration| {
+            if d.as_secs().is_multiple_of(86_400) {
+                format!("{}d", d.as_secs() / 86_400)
+            } else {
+                humantime::format_duration(d).to_string()
+            }
+        };
+        if self.certificate_validity <= self.renew_before {
+            bail!(
+                "certificateValidity ({}) must be longer than renewBefore ({}): every renewed certificate would be due again at once",
+                h(self.certificate_validity),
+                h(self.renew_before)
+            );
+        }
+        let gap = self.certificate_validity - self.renew_before;
+        let needed = self.check_interval + self.jitter + self.longest_restart();
+        if gap < needed {
+            bail!(
+                "certificateValidity ({}) minus renewBefore ({}) leaves {} between renewals, less than checkInterval ({}) + jitter ({}) + the longest restart ({}) = {}: a renewed certificate would be due again before the next scan",
+                h(self.certificate_validity),
+                h(self.renew_before),
+                h(gap),
+                h(self.check_interval),
+                h(self.jitter),
+                h(self.longest_restart()),
+                h(needed)
+            );
+        }
+        Ok(())
     }
 
     /// Parse a config document.

@@ -13,6 +13,20 @@ pub const MSG_RESTART_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b304";
 pub const MSG_EXPIRING_SOON: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b305";
 /// MESSAGE_ID of a CA with little runway left.
 pub const MSG_CA_EXPIRING: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b306";
+/// MESSAGE_ID of a due certificate not renewed because the CA's NotAfter leaves no gain.
+pub const MSG_BLOCKED_BY_CA: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b307";
+/// MESSAGE_ID of a due certificate not renewed because the daemon renewed it within 24 h.
+pub const MSG_RECENTLY_RENEWED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b308";
+/// MESSAGE_ID of a restart withheld because the component's restart budget is spent.
+pub const MSG_RESTART_BUDGET: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b309";
+/// MESSAGE_ID of renewals deferred while the kernel reports the clock unsynchronised.
+pub const MSG_CLOCK_UNSYNCED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30a";
+/// MESSAGE_ID of renewals refused because the clock reads earlier than the newest NotBefore.
+pub const MSG_CLOCK_BEHIND: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30b";
+/// MESSAGE_ID of old backup sets deleted.
+pub const MSG_BACKUPS_PRUNED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30c";
+/// MESSAGE_ID of a configuration refused (at start or on SIGHUP).
+pub const MSG_CONFIG_REJECTED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30d";
 
 /// Set up logging once, at process start.
 pub fn init(verbose: bool) {
@@ -66,4 +80,19 @@ pub fn once_a_day(key: &str) -> bool {
 pub fn human_duration(d: std::time::Duration) -> String {
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}
+
+/// An instant as people and journald fields read it: RFC 3339 in UTC, to the second
+/// (`2027-11-29T08:58:21Z`).
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }

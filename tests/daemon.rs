@@ -2,39 +2,21 @@
 //! socket, reaction to a changed certificate, SIGTERM during a restart hold, and journald
 //! fields read back from a real systemd-journald (started in a private mount namespace).
 
-use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
+mod support;
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::daemon_node::{config, node, not_after};
 use time::OffsetDateTime;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubeadm-certd");
 
-fn node(leaf_days: u64) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    let mut spec = NodeSpec::new(OffsetDateTime::now_utc());
-    spec.leaf_left = Duration::from_secs(leaf_days * 86_400);
-    spec.key = kubeadm_certd::pki::inspect::KeyAlg::EcP256;
-    build(d.path(), &spec).unwrap();
-    d
-}
-
-fn config(root: &Path, text: &str) -> std::path::PathBuf {
-    let p = root.join("certd.yaml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 fn signal(c: &Child, s: Signal) {
     kill(Pid::from_raw(c.id() as i32), s).unwrap();
-}
-
-fn not_after(path: &Path) -> OffsetDateTime {
-    let b = std::fs::read(path).unwrap();
-    kubeadm_certd::pki::inspect::parse_cert_file(&b).unwrap()[0].not_after
 }
 
 /// Collect datagrams until `want` has been seen or the deadline passes.
@@ -114,6 +96,16 @@ fn sd_notify_ready_status_watchdog_reload_stopping() {
     assert!(
         recv_until(&sock, &mut got, "READY=1", Duration::from_secs(5)),
         "no READY=1 after a bad reload: {got:?}"
+    );
+    let after_bad = got.join("\n");
+    assert!(
+        after_bad.contains("STATUS=new configuration rejected, keeping the old one")
+            && after_bad.contains("renewBefore"),
+        "the bad reload was not reported as rejected: {got:?}"
+    );
+    assert!(
+        !after_bad.contains("configuration reloaded"),
+        "a rejected reload claimed success: {got:?}"
     );
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -300,6 +292,25 @@ kill $JP
         .as_str()
         .unwrap()
         .contains("/etc/kubernetes/pki/apiserver.crt"));
+    // Every instant a person reads in the journal is RFC 3339 UTC, to the second.
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    for e in &entries {
+        for (k, v) in e.as_object().unwrap() {
+            let Some(v) = v.as_str() else { continue };
+            if k.starts_with("NOT_") {
+                assert!(
+                    OffsetDateTime::parse(v, rfc3339).is_ok() && v.ends_with('Z') && v.len() == 20,
+                    "{k}={v} is not RFC 3339 UTC"
+                );
+            }
+            if k == "MESSAGE" {
+                assert!(
+                    !v.contains("+00:00:00") && !v.contains("Some(") && !v.contains("None"),
+                    "MESSAGE shows a Rust default format: {v}"
+                );
+            }
+        }
+    }
     assert!(api["NOT_AFTER"].as_str().is_some());
     // Key material never reaches the journal.
     let all = String::from_utf8_lossy(&out.stdout);

@@ -404,7 +404,7 @@ fn certificate_validity_is_honoured() {
     let n = Node::default_node();
     let t0 = OffsetDateTime::now_utc();
     n.run_with_config(
-        "certificateValidity: 30d\n",
+        "certificateValidity: 30d\nrenewBefore: 7d\n",
         &["renew", "front-proxy-client", "--no-restart"],
     )
     .ok();

@@ -309,7 +309,7 @@ fn unhealthy_kubelet_is_an_error_that_says_what_was_seen() {
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("not healthy within 1s") && stderr.contains("said \"failed\""),
+        stderr.contains("not healthy within 1s") && stderr.contains("said 'failed'"),
         "{stderr}"
     );
     // The edit stays (with its backup); only the wait failed.

@@ -363,10 +363,22 @@ fn textfile_for_a_built_node() {
 }
 
 #[test]
-fn write_is_atomic_and_creates_the_directory() {
+fn write_is_atomic_and_needs_the_directory() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("var/lib/node_exporter/textfile_collector");
     let file = dir.join("kubeadm_certd.prom");
+    // No collector directory: nothing is created, and the error says which directory.
+    let e = write_textfile(&file, "# HELP a b\n# TYPE a gauge\na 1\n").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            kubeadm_certd::act::metrics::TextfileError::NoDirectory(_)
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("textfile_collector"), "{e}");
+    assert!(!d.path().join("var").exists());
+    std::fs::create_dir_all(&dir).unwrap();
     write_textfile(&file, "# HELP a b\n# TYPE a gauge\na 1\n").unwrap();
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),

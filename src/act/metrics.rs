@@ -44,6 +44,13 @@ pub struct Counters {
     pub last_renewal: Option<OffsetDateTime>,
     /// Component restarts, by component name.
     pub restarts: BTreeMap<String, Counts>,
+    /// Cycles run, by what started them (start, timer, change).
+    pub cycles: BTreeMap<String, u64>,
+    /// Certificates refused in the last scan (a current state, replaced every cycle, not a
+    /// count: a standing refusal is not a failed renewal).
+    pub refused: Vec<String>,
+    /// Guard rails in force after the last cycle (issue 12).
+    pub guard: GuardGauges,
     /// HA coordination gauges; `None` on a node that acts alone.
     pub cluster: Option<ClusterGauges>,
 }
@@ -61,6 +68,17 @@ pub struct ClusterGauges {
     pub members_healthy: u64,
 }
 
+/// What the guard rails hold back, as of the last cycle.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GuardGauges {
+    /// Due certificates blocked by their CA's runway: name -> CA name.
+    pub blocked_by_ca: BTreeMap<String, String>,
+    /// Components whose restart budget is spent (restarts still owed).
+    pub restart_budget_spent: std::collections::BTreeSet<String>,
+    /// Renewals deferred by the clock check in the last cycle (1) or not (0).
+    pub clock_deferred: bool,
+}
+
 impl Counters {
     /// Count a successful renewal, finished at `at`.
     pub fn renewal_ok(&mut self, at: OffsetDateTime) {
@@ -71,6 +89,11 @@ impl Counters {
     /// Count a failed renewal.
     pub fn renewal_failed(&mut self) {
         self.renewals.add(false);
+    }
+
+    /// Count one cycle, started by `trigger`.
+    pub fn cycle(&mut self, trigger: &str) {
+        *self.cycles.entry(trigger.to_string()).or_default() += 1;
     }
 
     /// Count one restart attempt of `component`.
@@ -263,6 +286,22 @@ pub fn render(scan: &Scan, counters: &Counters, now: OffsetDateTime) -> String {
         counters.renewals.failed,
     );
     o.family(
+        "kubeadm_certd_renewal_refused",
+        "gauge",
+        "1 for each certificate the last scan refused to renew (see the journal for why).",
+    );
+    for name in &counters.refused {
+        o.sample("kubeadm_certd_renewal_refused", &[("cert", name)], 1);
+    }
+    o.family(
+        "kubeadm_certd_cycles_total",
+        "counter",
+        "Scan cycles since the daemon started, by trigger (start, timer, change).",
+    );
+    for (trigger, n) in &counters.cycles {
+        o.sample("kubeadm_certd_cycles_total", &[("trigger", trigger)], *n);
+    }
+    o.family(
         "kubeadm_certd_restarts_total",
         "counter",
         "Component restarts since the daemon started, by component and result.",
@@ -279,6 +318,7 @@ pub fn render(scan: &Scan, counters: &Counters, now: OffsetDateTime) -> String {
             n.failed,
         );
     }
+    render_guard(&mut o, &counters.guard);
     if let Some(g) = &counters.cluster {
         cluster_gauges(&mut o, g);
     }
@@ -314,14 +354,67 @@ fn cluster_gauges(o: &mut Out, g: &ClusterGauges) {
     }
 }
 
-/// Write the textfile atomically (temp file in the same directory, then rename), creating
-/// its directory when missing. A new file is 0644; an existing one keeps its mode. The temp
-/// file's name does not end in `.prom`, so node_exporter never reads a partial file.
-pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        atomic::create_dir_all_mode(dir, 0o755)?;
+fn render_guard(o: &mut Out, g: &GuardGauges) {
+    o.family(
+        "kubeadm_certd_renewal_blocked_by_ca",
+        "gauge",
+        "1 for a due certificate not renewed because its CA's NotAfter leaves nothing to gain.",
+    );
+    for (name, ca) in &g.blocked_by_ca {
+        o.sample(
+            "kubeadm_certd_renewal_blocked_by_ca",
+            &[("name", name), ("ca", ca)],
+            1,
+        );
     }
-    atomic::write_atomic(path, text.as_bytes(), 0o644)
+    o.family(
+        "kubeadm_certd_restart_budget_exhausted",
+        "gauge",
+        "1 for a component the daemon stopped restarting (restart.maxPerDay reached in 24 h).",
+    );
+    for c in &g.restart_budget_spent {
+        o.sample(
+            "kubeadm_certd_restart_budget_exhausted",
+            &[("component", c)],
+            1,
+        );
+    }
+    o.family(
+        "kubeadm_certd_clock_deferred",
+        "gauge",
+        "1 if the last cycle deferred renewals because of the clock (unsynchronised or behind).",
+    );
+    o.sample(
+        "kubeadm_certd_clock_deferred",
+        &[],
+        i32::from(g.clock_deferred),
+    );
+}
+
+/// Why the textfile was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum TextfileError {
+    /// Its directory does not exist: node_exporter's textfile collector is not set up there,
+    /// and creating directories for a collector that is not there helps nobody.
+    #[error(
+        "the directory {0} does not exist (is node_exporter's textfile collector set up there?)"
+    )]
+    NoDirectory(String),
+    /// Writing failed.
+    #[error(transparent)]
+    Write(#[from] anyhow::Error),
+}
+
+/// Write the textfile atomically (temp file in the same directory, then rename), only when
+/// its directory exists. A new file is 0644; an existing one keeps its mode. The temp file's
+/// name does not end in `.prom`, so node_exporter never reads a partial file.
+pub fn write_textfile(path: &Path, text: &str) -> Result<(), TextfileError> {
+    if let Some(dir) = path.parent() {
+        if !dir.is_dir() {
+            return Err(TextfileError::NoDirectory(dir.display().to_string()));
+        }
+    }
+    Ok(atomic::write_atomic(path, text.as_bytes(), 0o644)?)
 }
 
 #[cfg(test)]

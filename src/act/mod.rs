@@ -4,8 +4,12 @@
 
 /// A cancel/progress handle that long waits poll instead of global signal flags.
 pub mod cancel;
+/// The kernel's clock status (`adjtimex`) and time since boot, behind a seam.
+pub mod clock;
 /// External-CA flow: `--csr-only` and `install-signed`.
 pub mod csr;
+/// Guard rails the daemon cycle calls: clock, renewal memory, restart budget, pruning.
+pub mod guard;
 /// kubelet files: the serverTLSBootstrap edit and the kubelet.conf repair.
 pub mod kubelet;
 /// The node_exporter textfile: x509 and kubeadm-certd metrics.

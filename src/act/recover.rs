@@ -198,10 +198,13 @@ pub fn recover_all(
         &|_| {},
     );
     match result {
-        Ok(crate::act::restart::Sequence::Done(done)) => r.actions.extend(
-            done.iter()
-                .map(|d| format!("{} restarted", d.component.name())),
-        ),
+        Ok(crate::act::restart::Sequence::Done(done)) => {
+            // Counted against the daemon's restart budget like any other restart.
+            let names: Vec<String> = done.iter().map(|d| d.component.name().into()).collect();
+            crate::act::guard::record_restarts(paths, &names, now);
+            r.actions
+                .extend(names.iter().map(|n| format!("{n} restarted")));
+        }
         Ok(crate::act::restart::Sequence::Owed(why)) => r
             .problems
             .push(format!("owed restarts not carried out now: {why}")),

@@ -157,7 +157,7 @@ fn prepare(
             "{}: NotAfter clamped to the {} CA's NotAfter {}; rotate the CA",
             h.name,
             h.ca.name(),
-            ca_cert.not_after
+            crate::logging::rfc3339(ca_cert.not_after)
         );
     }
     Ok(Prepared {
@@ -241,12 +241,12 @@ pub fn commit(
             MESSAGE_ID = crate::logging::MSG_RENEWED,
             CERT_NAME = p.renewed.handler.name,
             CERT_PATH = p.renewed.files.join(" "),
-            NOT_AFTER = %p.renewed.new_not_after,
+            NOT_AFTER = crate::logging::rfc3339(p.renewed.new_not_after),
             ACTION = "renew",
             RESULT = "ok",
             "{} renewed, valid until {}",
             p.renewed.handler.name,
-            p.renewed.new_not_after
+            crate::logging::rfc3339(p.renewed.new_not_after)
         );
     }
     Ok(Outcome {

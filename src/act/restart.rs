@@ -4,7 +4,7 @@
 use crate::act::cancel::Cancel;
 use crate::act::renew::Outcome;
 use crate::act::staticpods::restart::{
-    restart_all, restart_all_gated, RestartOpts, Restarted, Rollback,
+    restart_all, restart_all_gated, RestartOpts, Restarted, Rollback, SequenceError,
 };
 use crate::cluster::gate::ClusterGate;
 use crate::cluster::{Coordinator, Wait};
@@ -13,7 +13,6 @@ use crate::node::NodePaths;
 use crate::pki::table::Component;
 use crate::plan::restarts::ManifestConsumers;
 use crate::plan::Consumers;
-use anyhow::bail;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -72,8 +71,13 @@ pub fn restart_coordinated(
     rollback: &dyn Fn(Component) -> Rollback,
     clock: &dyn Fn() -> OffsetDateTime,
     progress: &dyn Fn(Progress),
-) -> anyhow::Result<Sequence> {
-    let opts = RestartOpts::from_node(paths, settings, cancel)?;
+) -> Result<Sequence, SequenceError> {
+    let early = |error: anyhow::Error| SequenceError {
+        done: Vec::new(),
+        failed: None,
+        error,
+    };
+    let opts = RestartOpts::from_node(paths, settings, cancel).map_err(early)?;
     let coord = match Coordinator::connect(paths, &settings.coordination) {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -92,7 +96,11 @@ pub fn restart_coordinated(
         progress(Progress::Waiting(h.to_string()))
     }) {
         Ok(p) => p,
-        Err(Wait::Cancelled) => bail!("interrupted while waiting for the restart lock"),
+        Err(Wait::Cancelled) => {
+            return Err(early(anyhow::anyhow!(
+                "interrupted while waiting for the restart lock"
+            )))
+        }
         Err(w) => {
             let id = match w {
                 Wait::Halted(_) => crate::cluster::MSG_HALT,
@@ -134,7 +142,7 @@ pub fn restart_after(
     cancel: &Cancel,
     clock: &dyn Fn() -> OffsetDateTime,
     progress: &dyn Fn(Progress),
-) -> anyhow::Result<Sequence> {
+) -> Result<Sequence, SequenceError> {
     let comps: Vec<Component> = components
         .iter()
         .filter_map(|n| Component::from_name(n))

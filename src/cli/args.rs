@@ -81,6 +81,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Show the backup sets, which are kept and why, and their size.
+    Backups {
+        /// Delete the sets not kept now (the daemon does it after each successful cycle).
+        #[arg(long)]
+        prune: bool,
+    },
     /// Run the daemon.
     Run {
         /// One cycle, then exit (for a timer).

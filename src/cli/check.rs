@@ -21,17 +21,60 @@ pub fn run(ctx: &Ctx, output: Output, now: OffsetDateTime) -> Result<()> {
         }
     }
     let scan = crate::plan::scan::scan(&ctx.paths);
-    let r = match report::build::build(&scan, now, ctx.settings.renew_before) {
+    let mut r = match report::build::build(&scan, now, ctx.settings.renew_before) {
         Ok(r) => r,
         Err(problems) => {
             let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             anyhow::bail!("{}", lines.join("\n"));
         }
     };
+    mark_blocked(ctx, &scan, &mut r, now);
+    budget_note(ctx, now);
     let text = match output {
         Output::Text => report::render_text(&r, now),
         Output::Json => report::render_json(&r, now),
     };
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Due certificates the daemon will not renew because their CA ends too soon: status
+/// `blocked` in the JSON, and a note on stderr (the text tables stay kubeadm's).
+fn mark_blocked(
+    ctx: &Ctx,
+    scan: &crate::plan::scan::Scan,
+    r: &mut report::Report,
+    now: OffsetDateTime,
+) {
+    use crate::plan::guard::Hold;
+    use crate::plan::{Decision, Selection, Skip};
+    let plan = crate::plan::plan(scan, &Selection::Due, &ctx.settings, now);
+    for i in &plan.items {
+        let Decision::Skip(Skip::Held(Hold::NoGain { ca, ca_not_after })) = &i.decision else {
+            continue;
+        };
+        for row in r.certs.iter_mut().filter(|c| c.name == i.handler.name) {
+            row.status = report::RowStatus::Blocked;
+        }
+        eprintln!(
+            "note: {} is due but blocked by CA runway: the {} CA ends at {}, so renewing it gains nothing; the daemon leaves it alone. Rotate the {} CA",
+            i.handler.name,
+            ca.name(),
+            report::format::kubeadm_date(*ca_not_after),
+            ca.name()
+        );
+    }
+}
+
+/// Components whose daemon restart budget is spent (restart.maxPerDay in 24 h).
+fn budget_note(ctx: &Ctx, now: OffsetDateTime) {
+    let history = crate::act::store::stamps::read_restarts(&ctx.paths);
+    let names: Vec<String> = history.keys().cloned().collect();
+    let max = ctx.settings.restart.max_per_day;
+    let (_, over) = crate::plan::guard::split_budget(&names, &history, max, now);
+    for (c, n) in over {
+        eprintln!(
+            "note: the daemon restarted {c} {n} times in the last 24h (restart.maxPerDay: {max}) and will not restart it again until the oldest of those is a day old: something renews again and again (see journalctl -u kubeadm-certd)"
+        );
+    }
 }

@@ -55,7 +55,10 @@ pub fn repair(ctx: &Ctx) -> Result<()> {
         } => {
             print!("{diff}");
             println!("Backup of the old file: {}", paths.show(&backup));
-            println!("kubelet.conf now uses the kubelet's rotated client certificate (valid until {not_after}).");
+            println!(
+                "kubelet.conf now uses the kubelet's rotated client certificate (valid until {}).",
+                crate::logging::rfc3339(not_after)
+            );
             println!("Restarting the kubelet (systemctl restart kubelet)...");
             crate::act::systemd::restart_kubelet(paths, ctx.settings.restart.timeout, &cancel)?;
             println!("The kubelet is active and its healthz answers.");

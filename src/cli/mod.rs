@@ -6,6 +6,7 @@
 pub mod args;
 /// Man pages and shell completions generated from the CLI (packaging).
 pub mod assets;
+mod backups;
 mod check;
 mod cluster;
 /// The `demo` command.
@@ -40,7 +41,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::GenerateAssets { dir } => return assets::generate_assets(dir),
         _ => {}
     }
-    let ctx = Ctx::load_from(&cli.root, cli.config.as_deref())?;
+    let ctx = match Ctx::load_from(&cli.root, cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            if matches!(cli.command, Command::Run { .. }) {
+                // The daemon's refusal reaches the journal with its MESSAGE_ID.
+                tracing::error!(
+                    MESSAGE_ID = crate::logging::MSG_CONFIG_REJECTED,
+                    "configuration refused, not starting: {e:#}"
+                );
+            }
+            return Err(e);
+        }
+    };
     match cli.command {
         Command::CheckExpiration { output } => check::run(&ctx, output, now()),
         Command::Renew(args) => renew::run(&ctx, &args, now()),
@@ -51,6 +64,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => renew::install_signed(&ctx, &csr_dir, &names, no_restart, now()),
         Command::Recover => recover::run(&ctx),
         Command::Cluster { action } => cluster::run(&ctx, &action),
+        Command::Backups { prune } => backups::run(&ctx, prune, now()),
         Command::KubeletServingCerts { action, no_restart } => {
             kubelet::serving_certs(&ctx, action == "enable", no_restart)
         }

@@ -4,6 +4,7 @@ use crate::act::cancel::Cancel;
 use crate::act::renew::Outcome;
 use crate::cli::RenewArgs;
 use crate::context::{cancel_on_signals, Ctx};
+use crate::plan::guard::Hold;
 use crate::plan::report::format::kubeadm_date;
 use crate::plan::{self, Decision, Plan, Selection, Skip};
 use anyhow::{bail, Result};
@@ -59,8 +60,38 @@ fn item_line(i: &plan::Item, now: OffsetDateTime) -> Option<String> {
                 left.unwrap_or_default()
             )
         }
+        Decision::Skip(Skip::Held(Hold::NoGain { ca, ca_not_after })) => format!(
+            "{} is blocked by CA runway: the {} CA ends at {}, so renewing gains nothing; not renewed (name it to force a renewal anyway)",
+            h.name,
+            ca.name(),
+            kubeadm_date(*ca_not_after)
+        ),
+        Decision::Skip(Skip::Held(Hold::RecentlyRenewed { at })) => format!(
+            "{} was renewed by the daemon at {}; not renewed again within a day",
+            h.name,
+            kubeadm_date(*at)
+        ),
         Decision::Refuse(_) => return None,
     })
+}
+
+/// Named certificates are renewed even when that gains nothing (issue 12); say why.
+fn no_gain_notes(plan: &Plan, check_interval: std::time::Duration) {
+    for i in &plan.items {
+        let (Decision::Renew { new_not_after, .. }, Some(old)) = (&i.decision, i.old_not_after)
+        else {
+            continue;
+        };
+        if !crate::plan::guard::gains(old, *new_not_after, check_interval) {
+            println!(
+                "note: renewing {} gains nothing: its CA ends at {}, which clamps the new NotAfter to within {} of the current one; renewing anyway because it was asked for. Rotate the {} CA",
+                i.handler.name,
+                kubeadm_date(*new_not_after),
+                crate::logging::human_duration(check_interval),
+                i.handler.ca.name()
+            );
+        }
+    }
 }
 
 fn print_dry_run(plan: &Plan, now: OffsetDateTime, restarts: &[String]) {
@@ -142,6 +173,7 @@ pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
         return Ok(());
     }
     let restarts = crate::plan::restarts::for_plan(&ctx.paths, &plan);
+    no_gain_notes(&plan, ctx.settings.check_interval);
     if args.dry_run {
         print_dry_run(&plan, now, &restarts);
         return refusals(&plan);

@@ -1,13 +1,31 @@
 //! One cycle of the daemon: scan, plan what is due, renew, restart, report. Synchronous; the
-//! loop runs it on a blocking thread.
+//! loop runs it on a blocking thread. The cycle is three steps, each in its own function:
+//! standing conditions (logged once, see [`super::conditions`]), renewal and restarts, and
+//! the metrics textfile.
 
+use super::conditions::Conditions;
+use super::standing;
+use crate::act::cancel::Cancel;
+use crate::act::clock::Kernel;
+use crate::act::guard;
+use crate::act::metrics::{Counters, TextfileError};
 use crate::config::Settings;
 use crate::logging;
 use crate::node::NodePaths;
 use crate::plan::scan::Scan;
-use crate::plan::{self, Decision, Selection, Skip};
+use crate::plan::{self, Decision, Plan, Selection};
 use std::path::Path;
 use time::OffsetDateTime;
+
+/// What the daemon keeps from one cycle to the next (cloned into each cycle, so that a cycle
+/// that panics loses nothing).
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Metrics counters.
+    pub counters: Counters,
+    /// Standing conditions and when they were last logged.
+    pub conditions: Conditions,
+}
 
 /// What a cycle did.
 #[derive(Debug, Default)]
@@ -16,12 +34,19 @@ pub struct CycleReport {
     pub status: String,
     /// Host paths written by the cycle (their watch events are our own).
     pub written: Vec<String>,
-    /// Whether the cycle renewed anything.
+    /// Certificates renewed.
     pub renewed: usize,
-    /// Failures (renewal or restart).
+    /// Failures (renewal or restart attempts, not standing refusals).
     pub failures: usize,
     /// Restarts left owed this cycle, and why (HA coordination).
     pub owed: Option<String>,
+}
+
+impl CycleReport {
+    /// Whether the cycle changed anything or failed (worth an info line).
+    pub fn acted(&self) -> bool {
+        self.renewed > 0 || self.failures > 0
+    }
 }
 
 /// The pid of a running `kubeadm` process, if any (an upgrade renews certificates itself).
@@ -40,165 +65,242 @@ pub fn kubeadm_running(proc_root: &Path) -> Option<i32> {
     None
 }
 
-/// Run one cycle.
+/// Run one cycle, started by `trigger` (start, timer, change). The caller has begun the
+/// conditions round ([`Conditions::begin`]); the cycle ends it.
 pub fn run(
     paths: &NodePaths,
     settings: &Settings,
-    counters: &mut crate::act::metrics::Counters,
+    state: &mut State,
+    trigger: &str,
     now: OffsetDateTime,
-    cancel: &crate::act::cancel::Cancel,
+    cancel: &Cancel,
 ) -> CycleReport {
     let mut rep = CycleReport::default();
+    state.counters.cycle(trigger);
     if let Some(pid) = kubeadm_running(Path::new(crate::act::staticpods::process::PROC_ROOT)) {
-        tracing::info!(ACTION = "defer", "kubeadm (pid {pid}) is running, probably an upgrade, which renews certificates itself; deferring until it has finished");
+        let text = format!("kubeadm (pid {pid}) is running, probably an upgrade, which renews certificates itself; deferring until it has finished");
+        if state.conditions.holds("kubeadm-running", &text, now) {
+            tracing::info!(ACTION = "defer", "{text}");
+        }
         rep.status = format!("deferred: kubeadm (pid {pid}) is running");
+        // Nothing else was looked at: what stood before still stands.
         return rep;
     }
     let scan = crate::plan::scan::scan(paths);
-    for p in scan.problems() {
-        tracing::error!(MESSAGE_ID = logging::MSG_RENEW_FAILED, CERT_PATH = %p.path, RESULT = "invalid", "{p}");
+    let mut plan = plan::plan(&scan, &Selection::Due, settings, now);
+    // Guard rails (issue 12): the clock, the renewal memory, no gain, the restart budget.
+    let (clock_ok, clock) = guard::clock_allows(&scan, settings, now, &Kernel, &mut state.counters);
+    let mut notices = guard::hold(paths, &mut plan, now, &mut state.counters);
+    notices.extend(clock);
+    state.counters.refused = standing::refusals(&scan, &plan, &mut state.conditions, now);
+    standing::skipped_but_due(&plan, settings, &mut state.conditions, now);
+    if clock_ok {
+        renew_and_restart(
+            paths,
+            settings,
+            &scan,
+            &plan,
+            now,
+            cancel,
+            state,
+            &mut rep,
+            &mut notices,
+        );
     }
-    let plan = plan::plan(&scan, &Selection::Due, settings, now);
-    for i in &plan.items {
-        match &i.decision {
-            Decision::Refuse(why) => {
-                rep.failures += 1;
-                counters.renewal_failed();
-                tracing::error!(
-                    MESSAGE_ID = logging::MSG_RENEW_FAILED,
-                    CERT_NAME = i.handler.name,
-                    ACTION = "renew",
-                    RESULT = "refused",
-                    "{why}"
-                );
-            }
-            Decision::Skip(Skip::ExternalCa(_) | Skip::Excluded | Skip::NotSignedByCa(_)) => {
-                if let Some(t) = i.old_not_after.filter(|t| {
-                    plan::is_due(*t, now, settings.renew_before)
-                        && logging::once_a_day(i.handler.name)
-                }) {
-                    tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_NAME = i.handler.name, NOT_AFTER = %t, ACTION = "skip", "{} expires at {t} and kubeadm-certd does not renew it here ({:?})", i.handler.name, i.decision);
-                }
-            }
-            _ => {}
-        }
+    if plan.renewing().next().is_none() || !clock_ok {
+        let (owed, held) = guard::owed_within_budget(paths, settings, now, &mut state.counters);
+        notices.extend(held);
+        let none = crate::act::renew::Outcome::default();
+        restart(paths, settings, &none, &owed, now, cancel, state, &mut rep);
     }
-    let mut outcome = None;
-    if plan.renewing().next().is_some() {
-        match crate::act::renew::apply(paths, &scan, &plan, settings, now, settings.restart.enabled)
-        {
-            Ok(o) => {
-                rep.renewed = o.renewed.len();
-                for r in &o.renewed {
-                    counters.renewal_ok(now);
-                    rep.written.extend(r.files.iter().cloned());
-                }
-                outcome = Some(o);
-            }
-            Err(e) => {
-                rep.failures += 1;
-                counters.renewal_failed();
-                tracing::error!(
-                    MESSAGE_ID = logging::MSG_RENEW_FAILED,
-                    ACTION = "renew",
-                    RESULT = "failed",
-                    "{e:#}"
-                );
-            }
+    for n in &notices {
+        if state.conditions.holds(&n.key, &n.text, now) {
+            n.log();
         }
     }
-    if settings.restart.enabled {
-        // This cycle's restarts, and any still owed (the lock was not won, etcd was deferred,
-        // a halt stood): retried every cycle until done.
-        let mut restarts = if outcome.is_some() {
-            crate::plan::restarts::for_plan(paths, &plan)
-        } else {
-            Vec::new()
-        };
-        for c in crate::act::store::owed::read(paths) {
-            if !restarts.contains(&c) {
-                restarts.push(c);
-            }
-        }
-        if !restarts.is_empty() {
-            let job = super::coordinate::Job {
-                paths,
-                settings,
-                outcome: outcome.as_ref(),
-                scan: &scan,
-                now,
-            };
-            super::coordinate::restart(&job, &restarts, counters, cancel, &mut rep);
-        }
+    if rep.failures == 0 {
+        guard::after_cycle(paths, settings, now);
     }
     let scan = if rep.renewed > 0 {
         crate::plan::scan::scan(paths)
     } else {
         scan
     };
-    warn_runway(&scan, settings, now);
-    if let Some(t) =
-        crate::act::kubelet::conf::detect(paths).filter(|_| logging::once_a_day("kubelet.conf"))
-    {
-        tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_PATH = %paths.show(&paths.kubeconfigs.join("kubelet.conf")), "{t}");
-    }
+    standing::runway(&scan, settings, &mut state.conditions, now);
+    standing::kubelet_conf(paths, &mut state.conditions, now);
     if settings.metrics_textfile.is_some() {
-        super::coordinate::refresh_gauges(paths, settings, counters);
+        super::coordinate::refresh_gauges(paths, settings, &mut state.counters);
     }
-    if let Some(file) = write_metrics(paths, settings, &scan, counters, now) {
-        rep.written.push(file);
+    write_metrics(paths, settings, &scan, state, now, &mut rep);
+    for (key, text) in state.conditions.end() {
+        tracing::info!(
+            ACTION = "resolved",
+            CONDITION = key.as_str(),
+            "resolved: {text}"
+        );
     }
-    rep.status = status_line(&scan, settings, now, &rep);
+    rep.status = status_line(&scan, &plan, settings, now, &rep);
+    rep.status.push_str(&guard::status_suffix(&state.counters));
     rep
 }
 
-/// Write the metrics textfile (when on); the host path written.
-pub fn write_metrics(
+/// Renew what the plan says and restart the static pods that use the renewed files, counting
+/// each attempt with its own result.
+#[allow(clippy::too_many_arguments)]
+fn renew_and_restart(
     paths: &NodePaths,
     settings: &Settings,
     scan: &Scan,
-    counters: &crate::act::metrics::Counters,
+    plan: &Plan,
     now: OffsetDateTime,
-) -> Option<String> {
-    let file = settings.metrics_textfile.as_ref()?;
-    let target = paths.root.resolve(file);
-    let text = crate::act::metrics::render(scan, counters, now);
-    match crate::act::metrics::write_textfile(&target, &text) {
-        Ok(()) => Some(file.clone()),
+    cancel: &Cancel,
+    state: &mut State,
+    rep: &mut CycleReport,
+    notices: &mut Vec<guard::Notice>,
+) {
+    if plan.renewing().next().is_none() {
+        return;
+    }
+    let outcome = match crate::act::renew::apply(
+        paths,
+        scan,
+        plan,
+        settings,
+        now,
+        settings.restart.enabled,
+    ) {
+        Ok(o) => o,
         Err(e) => {
-            tracing::warn!("metrics textfile {file}: {e:#}");
-            None
+            rep.failures += 1;
+            state.counters.renewal_failed();
+            tracing::error!(
+                MESSAGE_ID = logging::MSG_RENEW_FAILED,
+                ACTION = "renew",
+                RESULT = "failed",
+                "{e:#}"
+            );
+            return;
+        }
+    };
+    rep.renewed = outcome.renewed.len();
+    guard::remember(paths, &outcome, now);
+    for r in &outcome.renewed {
+        state.counters.renewal_ok(now);
+        rep.written.extend(r.files.iter().cloned());
+    }
+    let restarts = crate::plan::restarts::for_plan(paths, plan);
+    if !settings.restart.enabled || restarts.is_empty() {
+        return;
+    }
+    // Past restart.maxPerDay a component is not restarted; its restart stays owed.
+    let (restarts, held) = guard::budget(paths, settings, &restarts, now, &mut state.counters);
+    notices.extend(held);
+    restart(
+        paths, settings, &outcome, &restarts, now, cancel, state, rep,
+    );
+}
+
+/// Restart `restarts` (within the budget), counting each attempt with its own result.
+#[allow(clippy::too_many_arguments)]
+fn restart(
+    paths: &NodePaths,
+    settings: &Settings,
+    outcome: &crate::act::renew::Outcome,
+    restarts: &[String],
+    now: OffsetDateTime,
+    cancel: &Cancel,
+    state: &mut State,
+    rep: &mut CycleReport,
+) {
+    if restarts.is_empty() {
+        return;
+    }
+    guard::record_restarts(paths, restarts, now);
+    // On an HA control plane the sequence runs under the cluster-wide lock (issue 11).
+    let gauges = std::cell::RefCell::new(state.counters.cluster.clone().unwrap_or_default());
+    let progress = |p| super::coordinate::progress(&gauges, p);
+    let r = crate::act::restart::restart_after(
+        paths,
+        settings,
+        Some(outcome),
+        restarts,
+        cancel,
+        &crate::context::now,
+        &progress,
+    );
+    state.counters.cluster = Some(gauges.into_inner());
+    match r {
+        Ok(crate::act::restart::Sequence::Done(done)) => {
+            done.iter()
+                .for_each(|d| state.counters.restart(d.component.name(), true));
+            let left = crate::act::store::owed::read(paths);
+            if !left.is_empty() {
+                rep.owed = Some(left.join(", "));
+            }
+        }
+        Ok(crate::act::restart::Sequence::Owed(why)) => {
+            rep.owed = Some(format!("{} ({why})", restarts.join(", ")));
+        }
+        Err(e) => {
+            rep.failures += 1;
+            e.done
+                .iter()
+                .for_each(|c| state.counters.restart(c.name(), true));
+            if let Some(c) = e.failed {
+                state.counters.restart(c.name(), false);
+            }
+            tracing::error!(
+                MESSAGE_ID = logging::MSG_RESTART_FAILED,
+                ACTION = "restart",
+                RESULT = "failed",
+                "{e}"
+            );
         }
     }
 }
 
-/// Warn about CAs with less than caWarnBefore left, and kubelet certificates close to expiry.
-fn warn_runway(scan: &Scan, settings: &Settings, now: OffsetDateTime) {
-    for ca in scan.cas.values().flatten() {
-        let Some(c) = &ca.cert else { continue };
-        if c.not_after - now < settings.ca_warn_before
-            && logging::once_a_day(&format!("ca-runway-{}", ca.id.name()))
-        {
-            tracing::warn!(MESSAGE_ID = logging::MSG_CA_EXPIRING, CERT_NAME = ca.id.name(), CERT_PATH = %scan.root.host_path(&ca.cert_path).display(), NOT_AFTER = %c.not_after, "the {} CA expires at {}; leaves cannot outlive it: plan a CA rotation", ca.id.name(), c.not_after);
+/// Write the metrics textfile, if configured and its directory exists.
+fn write_metrics(
+    paths: &NodePaths,
+    settings: &Settings,
+    scan: &Scan,
+    state: &mut State,
+    now: OffsetDateTime,
+    rep: &mut CycleReport,
+) {
+    let (Some(file), Some(target)) = (
+        &settings.metrics_textfile,
+        crate::act::metrics::textfile_path(&paths.root, settings),
+    ) else {
+        return;
+    };
+    let text = crate::act::metrics::render(scan, &state.counters, now);
+    match crate::act::metrics::write_textfile(&target, &text) {
+        Ok(()) => rep.written.push(file.clone()),
+        Err(e @ TextfileError::NoDirectory(_)) => {
+            let text = format!("metrics textfile {file} not written: {e}");
+            if state.conditions.holds("metrics-dir", &text, now) {
+                tracing::warn!(ACTION = "metrics", "{text}");
+            }
         }
-        if settings.certificate_validity > (c.not_after - now).unsigned_abs()
-            && logging::once_a_day(&format!("ca-validity-{}", ca.id.name()))
-        {
-            tracing::warn!(CERT_NAME = ca.id.name(), "certificateValidity exceeds the {} CA's remaining life; renewed certificates will be clamped to {}", ca.id.name(), c.not_after);
-        }
-    }
-    for k in &scan.kubelet {
-        let Ok(c) = &k.cert else { continue };
-        if plan::is_due(c.not_after, now, settings.renew_before)
-            && logging::once_a_day(&format!("kubelet-{}", k.name))
-        {
-            tracing::warn!(MESSAGE_ID = logging::MSG_EXPIRING_SOON, CERT_NAME = k.name, CERT_PATH = %scan.root.host_path(&k.path).display(), NOT_AFTER = %c.not_after, "{} expires at {}; the kubelet rotates it itself — check that rotation works (kubelet logs, pending CSRs)", k.name, c.not_after);
+        Err(e) => {
+            let text = format!("metrics textfile {file}: {e:#}");
+            if state.conditions.holds("metrics-write", &text, now) {
+                tracing::warn!(ACTION = "metrics", "{text}");
+            }
         }
     }
 }
 
-/// "11 certificates ok; next: apiserver renews in 23d".
-fn status_line(scan: &Scan, settings: &Settings, now: OffsetDateTime, rep: &CycleReport) -> String {
+/// "11 certificates ok; next: apiserver renews in 23d". Only certificates this daemon
+/// renews count for "next": excluded, external-CA and user-provided ones never renew here.
+fn status_line(
+    scan: &Scan,
+    plan: &Plan,
+    settings: &Settings,
+    now: OffsetDateTime,
+    rep: &CycleReport,
+) -> String {
     let loaded: Vec<_> = scan
         .certs
         .iter()
@@ -206,7 +308,20 @@ fn status_line(scan: &Scan, settings: &Settings, now: OffsetDateTime, rep: &Cycl
         .collect();
     let ok = loaded.iter().filter(|l| l.leaf.not_after > now).count();
     let mut s = format!("{ok} certificates ok");
-    if let Some(next) = loaded.iter().min_by_key(|l| l.leaf.not_after) {
+    let renewable = |name: &str| {
+        plan.items.iter().any(|i| {
+            i.handler.name == name
+                && matches!(
+                    i.decision,
+                    Decision::Renew { .. } | Decision::Skip(plan::Skip::NotDue)
+                )
+        })
+    };
+    if let Some(next) = loaded
+        .iter()
+        .filter(|l| renewable(l.handler.name))
+        .min_by_key(|l| l.leaf.not_after)
+    {
         let at = next.leaf.not_after - settings.renew_before;
         let left =
             crate::plan::report::format::short_human_duration((at - now).whole_seconds().max(0));
@@ -220,6 +335,14 @@ fn status_line(scan: &Scan, settings: &Settings, now: OffsetDateTime, rep: &Cycl
     }
     if let Some(o) = &rep.owed {
         s.push_str(&format!("; restarts owed: {o}"));
+    }
+    let refused = plan
+        .items
+        .iter()
+        .filter(|i| matches!(i.decision, Decision::Refuse(_)))
+        .count();
+    if refused > 0 {
+        s.push_str(&format!("; {refused} refused, see the journal"));
     }
     s
 }

@@ -1,13 +1,19 @@
 //! `run`: the daemon. A tokio loop that runs a cycle at start, every checkInterval plus a
-//! random splay, and soon after a watched directory changes; reloads on SIGHUP; and on SIGTERM
-//! finishes or rolls back the step in progress before exiting.
+//! random splay, and soon after a real change in a watched directory; reloads on SIGHUP; and
+//! on SIGTERM finishes or rolls back the step in progress before exiting. Idle, it is quiet:
+//! a cycle that changed nothing logs nothing at info level, and standing conditions are
+//! logged once (see `conditions`).
 
+/// Standing conditions: logged once, reminded daily, cleared once.
+pub mod conditions;
 /// Restarts under the HA coordination: STATUS=, metrics, owed restarts.
 pub mod coordinate;
-/// One scan → plan → renew → restart → report cycle.
+/// One scan -> plan -> renew -> restart -> report cycle.
 pub mod cycle;
 /// sd_notify wrapper.
 pub mod notify;
+/// What a cycle finds that stands: refusals, unreadable files, CA runway, skipped certs.
+pub mod standing;
 /// Daemon-only configuration checks.
 pub mod validate;
 /// Directory watches.
@@ -36,24 +42,28 @@ fn splay(jitter: Duration) -> Duration {
     if jitter.is_zero() {
         return Duration::ZERO;
     }
-    Duration::from_millis(rand::rng().random_range(0..=jitter.as_millis() as u64))
+    let max = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(0..=max))
 }
 
+/// Run one cycle on a blocking thread. The state is cloned in, so a cycle that panics keeps
+/// the counters and conditions of the cycles before it.
 async fn cycle(
     ctx: &Ctx,
-    counters: &mut crate::act::metrics::Counters,
+    state: &mut cycle::State,
+    trigger: &'static str,
     cancel: &Cancel,
 ) -> Result<cycle::CycleReport> {
-    let (paths, settings, mut c, cl) = (
+    let (paths, settings, mut st, cl) = (
         ctx.paths.clone(),
         ctx.settings.clone(),
-        std::mem::take(counters),
+        state.clone(),
         cancel.clone(),
     );
     let started = std::time::Instant::now();
     let mut task = tokio::task::spawn_blocking(move || {
-        let rep = cycle::run(&paths, &settings, &mut c, now(), &cl);
-        (rep, c)
+        let rep = cycle::run(&paths, &settings, &mut st, trigger, now(), &cl);
+        (rep, st)
     });
     // The watchdog keeps being fed while a cycle runs (restarts can take minutes), but only
     // while the cycle shows progress, so a hung cycle still trips it.
@@ -73,8 +83,8 @@ async fn cycle(
         }
     };
     match joined {
-        Ok((rep, c)) => {
-            *counters = c;
+        Ok((rep, st)) => {
+            *state = st;
             Ok(rep)
         }
         Err(e) => {
@@ -87,6 +97,52 @@ async fn cycle(
     }
 }
 
+/// Run a cycle and report it: STATUS always, an info line only when it acted or failed.
+async fn run_and_report(
+    ctx: &Ctx,
+    state: &mut cycle::State,
+    trigger: &'static str,
+    cancel: &Cancel,
+) -> Option<cycle::CycleReport> {
+    if cancel.is_cancelled() {
+        return None;
+    }
+    match cycle(ctx, state, trigger, cancel).await {
+        Ok(rep) => {
+            if rep.acted() {
+                tracing::info!("{}", rep.status);
+            } else {
+                tracing::debug!("cycle ({trigger}): {}", rep.status);
+            }
+            notify::status(&rep.status);
+            Some(rep)
+        }
+        Err(e) => {
+            tracing::error!("cycle failed: {e:#}");
+            None
+        }
+    }
+}
+
+/// Begin a conditions round and set up missing watches: a watch that cannot be set up is a
+/// standing condition (the cycle that follows ends the round), and the daemon goes on with
+/// its timer.
+fn begin_round(w: &mut watch::Watch, ctx: &Ctx, state: &mut cycle::State, watching: bool) {
+    state.conditions.begin();
+    if !watching {
+        return;
+    }
+    if let Some(problem) = w.refresh(&ctx.paths) {
+        let text = format!(
+            "{problem}; changes are picked up by the timer only (every {}), retrying the watch every cycle",
+            crate::logging::human_duration(ctx.settings.check_interval)
+        );
+        if state.conditions.holds("watch", &text, now()) {
+            tracing::warn!(ACTION = "watch", "{text}");
+        }
+    }
+}
+
 async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -> Result<()> {
     // The signal handler itself sets the cancel flag (signal-hook), so a SIGTERM reaches a
     // restart hold or a kubelet wait at once, whatever the runtime thread is doing.
@@ -95,92 +151,99 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let _lock = ctx.lock_and_recover(&cancel)?;
-    validate::validate(&ctx.settings)?;
+    validate::validate(&ctx.settings).inspect_err(|e| {
+        tracing::error!(
+            MESSAGE_ID = crate::logging::MSG_CONFIG_REJECTED,
+            "configuration refused, not starting: {e:#}"
+        )
+    })?;
     apply_kubelet_setting(&ctx, &cancel).await;
-    let mut counters = crate::act::metrics::Counters::default();
-    let rep = cycle(&ctx, &mut counters, &cancel).await?;
-    tracing::info!("{}", rep.status);
+    let mut state = cycle::State::default();
+    let mut w = watch::Watch::new();
+    begin_round(&mut w, &ctx, &mut state, !once);
+    let first = cycle(&ctx, &mut state, "start", &cancel).await?;
+    tracing::info!("{}", first.status);
     if cancel.is_cancelled() {
         notify::stopping();
         return Ok(());
     }
-    notify::ready(&rep.status);
+    notify::ready(&first.status);
     if once {
         notify::stopping();
         return Ok(());
     }
-    let (mut watcher, mut events) = watch::start(&ctx.paths)?;
+    w.forget_own(&first.written);
     let wd = notify::watchdog_interval();
     let mut wd_tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
-    let mut next =
-        tokio::time::Instant::now() + ctx.settings.check_interval + splay(ctx.settings.jitter);
+    let next_at = |s: &crate::config::Settings| {
+        tokio::time::Instant::now() + s.check_interval + splay(s.jitter)
+    };
+    let mut next = next_at(&ctx.settings);
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
-                run_and_report(&ctx, &mut counters, &mut events, &cancel).await;
-                next = tokio::time::Instant::now() + ctx.settings.check_interval + splay(ctx.settings.jitter);
+                begin_round(&mut w, &ctx, &mut state, true);
+                if let Some(rep) = run_and_report(&ctx, &mut state, "timer", &cancel).await {
+                    w.forget_own(&rep.written);
+                }
+                next = next_at(&ctx.settings);
             }
-            Some(first) = events.recv() => {
-                // Collect the burst, then scan once.
+            _ = w.changed() => {
+                // Collect the burst, then scan once for all of it.
                 tokio::time::sleep(DEBOUNCE).await;
-                let mut paths = vec![first];
-                while let Ok(p) = events.try_recv() { paths.push(p); }
-                tracing::debug!("change in watched directories: {paths:?}");
-                run_and_report(&ctx, &mut counters, &mut events, &cancel).await;
+                let changes = w.take();
+                if changes.is_empty() {
+                    continue;
+                }
+                tracing::debug!(
+                    "change in watched directories: {}{}",
+                    changes.paths.iter().cloned().collect::<Vec<_>>().join(", "),
+                    if changes.rescan { " (rescan)" } else { "" }
+                );
+                begin_round(&mut w, &ctx, &mut state, true);
+                if let Some(rep) = run_and_report(&ctx, &mut state, "change", &cancel).await {
+                    w.forget_own(&rep.written);
+                }
             }
             _ = wd_tick.tick(), if wd.is_some() => notify::watchdog(),
             _ = sighup.recv() => {
                 notify::reloading();
                 match reload().and_then(|c| validate::validate(&c.settings).map(|()| c)) {
                     Ok(new) => {
+                        let kubelet_changed = new.settings.kubelet_server_tls_bootstrap
+                            != ctx.settings.kubelet_server_tls_bootstrap;
                         ctx = new;
-                        drop(watcher);
-                        (watcher, events) = watch::start(&ctx.paths)?;
+                        // New paths may mean new directories: watch afresh (the next
+                        // cycle, right away, sets the watches up).
+                        w = watch::Watch::new();
                         tracing::info!("configuration reloaded");
+                        if kubelet_changed {
+                            apply_kubelet_setting(&ctx, &cancel).await;
+                        }
+                        notify::ready("configuration reloaded");
                         next = tokio::time::Instant::now();
                     }
-                    Err(e) => tracing::error!("new configuration rejected, keeping the old one: {e:#}"),
+                    Err(e) => {
+                        tracing::error!(MESSAGE_ID = crate::logging::MSG_CONFIG_REJECTED, "new configuration rejected, keeping the old one: {e:#}");
+                        notify::ready(&format!("new configuration rejected, keeping the old one: {e:#}"));
+                    }
                 }
-                notify::ready("configuration reloaded");
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
+        if cancel.is_cancelled() {
+            break;
+        }
     }
     notify::stopping();
     tracing::info!("stopping");
-    drop(watcher);
     Ok(())
 }
 
-async fn run_and_report(
-    ctx: &Ctx,
-    counters: &mut crate::act::metrics::Counters,
-    events: &mut watch::Events,
-    cancel: &Cancel,
-) {
-    // A change by someone else during a cycle gets a cycle of its own (bounded, so a tool
-    // rewriting files in a loop cannot keep the daemon busy forever).
-    for _ in 0..3 {
-        match cycle(ctx, counters, cancel).await {
-            Ok(rep) => {
-                tracing::info!("{}", rep.status);
-                notify::status(&rep.status);
-                // Events caused by our own writes are not changes to react to.
-                if watch::drain_own(events, &rep.written).is_empty() || cancel.is_cancelled() {
-                    break;
-                }
-            }
-            Err(e) => {
-                tracing::error!("cycle failed: {e:#}");
-                break;
-            }
-        }
-    }
-}
-
-/// Apply `kubelet.serverTLSBootstrap` (at start and after a reload). The kubelet restart and
-/// its health wait block, so they run off the runtime thread; a signal cancels them.
+/// Apply `kubelet.serverTLSBootstrap` (at start and after a reload that changed it). The
+/// kubelet restart and its health wait block, so they run off the runtime thread; a signal
+/// cancels them.
 async fn apply_kubelet_setting(ctx: &Ctx, cancel: &Cancel) {
     let (paths, settings, cancel) = (ctx.paths.clone(), ctx.settings.clone(), cancel.clone());
     let r = tokio::task::spawn_blocking(move || {

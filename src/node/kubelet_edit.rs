@@ -41,7 +41,7 @@ pub fn edited_text(text: &str, enable: bool) -> Result<Option<String>> {
     let mut expected = before;
     expected.server_tls_bootstrap = Some(enable);
     if after != expected {
-        bail!("the edited config reads back as {after:?}, expected {expected:?}; refusing to write it");
+        bail!("the edited config does not read back with only {KEY} changed; refusing to write it");
     }
     Ok(Some(new))
 }

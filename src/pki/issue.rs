@@ -231,7 +231,11 @@ pub fn verify_identity(
         d
     };
     if sorted(&new.dns) != sorted(&old.dns) {
-        return v(format!("DNS SANs {:?} differ from {:?}", new.dns, old.dns));
+        return v(format!(
+            "DNS SANs [{}] differ from [{}]",
+            new.dns.join(", "),
+            old.dns.join(", ")
+        ));
     }
     let mut old_ips = Vec::new();
     for ip in &old.ips {
@@ -240,10 +244,19 @@ pub fn verify_identity(
         }
     }
     if new.ips != old_ips {
-        return v(format!("IP SANs {:?} differ from {:?}", new.ips, old.ips));
+        return v(format!(
+            "IP SANs [{}] differ from [{}]",
+            join_ips(&new.ips),
+            join_ips(&old.ips)
+        ));
     }
     if new.is_ca {
         return v("new certificate is a CA".into());
     }
     Ok(())
+}
+/// IP addresses for a message: `10.0.0.1, ::1`.
+fn join_ips(ips: &[std::net::IpAddr]) -> String {
+    let v: Vec<String> = ips.iter().map(|ip| ip.to_string()).collect();
+    v.join(", ")
 }

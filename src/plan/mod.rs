@@ -2,6 +2,8 @@
 //! refused and why, and which static pods must restart in which order. No side effects, so
 //! `--dry-run` and the tests need none.
 
+/// Guard rails: the no-gain rule, renewal memory, restart budget, clock sanity, retention.
+pub mod guard;
 /// check-expiration: kubeadm's tables and JSON.
 pub mod report;
 /// Which static pods a renewal affects, read from the manifests.
@@ -54,6 +56,8 @@ pub enum Skip {
     NotDue,
     /// Not signed by its CA: a user-provided certificate, never overwritten.
     NotSignedByCa(CaId),
+    /// Due, but a guard rail holds it back (see [`guard`]).
+    Held(guard::Hold),
 }
 
 /// The decision for one certificate.
@@ -185,8 +189,8 @@ fn decide(
             "{}: the {} CA {why} (NotBefore {}, NotAfter {}); refusing to issue certificates it cannot vouch for. Rotate the CA first",
             h.name,
             h.ca.name(),
-            ca_cert.not_before,
-            ca_cert.not_after
+            crate::logging::rfc3339(ca_cert.not_before),
+            crate::logging::rfc3339(ca_cert.not_after)
         ));
     }
     if loaded.leaf.key_alg.is_none() {
@@ -202,8 +206,21 @@ fn decide(
     }
     let wanted = now + settings.certificate_validity;
     let clamped = wanted > ca_cert.not_after;
+    let new_not_after = if clamped { ca_cert.not_after } else { wanted };
+    // Only for `due` (the daemon, `renew due`): naming a certificate still forces it.
+    if sel == &Selection::Due {
+        if let Some(hold) = guard::no_gain(
+            loaded.leaf.not_after,
+            new_not_after,
+            h.ca,
+            ca_cert.not_after,
+            settings.check_interval,
+        ) {
+            return Decision::Skip(Skip::Held(hold));
+        }
+    }
     Decision::Renew {
-        new_not_after: if clamped { ca_cert.not_after } else { wanted },
+        new_not_after,
         clamped,
     }
 }

@@ -43,6 +43,8 @@ pub struct NodeOpts {
     pub etcd: bool,
     /// Extra lines for the `restart:` section of the config file (e.g. "minHold: 30s").
     pub restart: Vec<String>,
+    /// How long the CAs have left (default: nodebuilder's 10 years).
+    pub ca_left: Option<Duration>,
 }
 
 impl Default for NodeOpts {
@@ -50,6 +52,7 @@ impl Default for NodeOpts {
         NodeOpts {
             etcd: false,
             restart: vec!["timeout: 60s".into()],
+            ca_left: None,
         }
     }
 }
@@ -100,6 +103,9 @@ impl Node {
         // RSA key generation is slow in debug builds; the restart machinery does not care.
         spec.key = kubeadm_certd::pki::inspect::KeyAlg::EcP256;
         spec.ports = ports;
+        if let Some(left) = opts.ca_left {
+            spec.ca_left = left;
+        }
         build(&root, &spec).expect("build node");
         let node = Node {
             _dir: dir,
@@ -422,12 +428,13 @@ pub fn print_downtime(outages: &BTreeMap<String, Option<Duration>>, only: &[&str
     }
 }
 
-/// The downtime kubeadm-certd itself reported in its log ("<c> restarted (...), down for Xs").
+/// The downtime kubeadm-certd itself reported in its log ("<c> restarted (...), down for
+/// 1s 234ms", a humantime duration).
 pub fn reported_downtime(stderr: &str, component: &str) -> Option<f64> {
     stderr.lines().find_map(|l| {
         let rest = l.split_once(&format!("{component} restarted"))?.1;
-        let x = rest.split_once("down for ")?.1.split_whitespace().next()?;
-        x.trim_end_matches('s').parse().ok()
+        let x = rest.split_once("down for ")?.1.trim();
+        humantime::parse_duration(x).ok().map(|d| d.as_secs_f64())
     })
 }
 

@@ -46,11 +46,11 @@ impl std::fmt::Display for Trap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}: user {:?} embeds its client certificate ({CERT_DATA})",
+            "{}: user '{}' embeds its client certificate ({CERT_DATA})",
             self.file, self.user
         )?;
         if let Some(t) = self.not_after {
-            write!(f, ", which expires {}", t.date())?;
+            write!(f, ", which expires {}", crate::logging::rfc3339(t))?;
         }
         write!(
             f,
@@ -168,8 +168,8 @@ fn check_current(
     if !cert.valid_at(now) {
         bail!(
             "its certificate is not valid now (valid {} to {})",
-            cert.not_before,
-            cert.not_after
+            crate::logging::rfc3339(cert.not_before),
+            crate::logging::rfc3339(cert.not_after)
         );
     }
     if !cert.client_auth {

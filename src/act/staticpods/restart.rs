@@ -92,7 +92,7 @@ pub enum RestartError {
     #[error("{0}: interrupted by a signal during the hold; its manifest is back in place")]
     Interrupted(&'static str),
     /// The component did not come back healthy.
-    #[error("{component}: did not come back healthy within {timeout:?}: {seen}")]
+    #[error("{component}: did not come back healthy within {}: {seen}", crate::logging::human_duration(*timeout))]
     NotHealthy {
         /// The component.
         component: &'static str,
@@ -145,10 +145,10 @@ pub fn restart_one(
     tracing::info!(
         COMPONENT = c.name(),
         ACTION = "park",
-        "{}: parking {} (running pids {:?}, probe {})",
+        "{}: parking {} (running pids {}, probe {})",
         c.name(),
         found.file,
-        old.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        pid_list(&old),
         before
             .map(|p| p.to_string())
             .unwrap_or_else(|| "none".into())
@@ -241,6 +241,15 @@ fn wait_back(
     }
 }
 
+/// Pids for a log line: `123, 456`, or `none`.
+fn pid_list(procs: &[ProcInfo]) -> String {
+    if procs.is_empty() {
+        return "none".into();
+    }
+    let v: Vec<String> = procs.iter().map(|p| p.pid.to_string()).collect();
+    v.join(", ")
+}
+
 /// Puts a parked manifest back when dropped while armed (an early return or a panic).
 struct ParkGuard<'a> {
     paths: &'a NodePaths,
@@ -270,16 +279,17 @@ fn hold(old: &[ProcInfo], opts: &RestartOpts) -> Result<(), RestartError> {
     }
     while old.iter().any(|p| is_alive(&opts.proc_root, p)) {
         if start.elapsed() >= opts.timeout {
-            let alive: Vec<i32> = old
+            let alive: Vec<ProcInfo> = old
                 .iter()
                 .filter(|p| is_alive(&opts.proc_root, p))
-                .map(|p| p.pid)
+                .copied()
                 .collect();
+            let alive = pid_list(&alive);
             return Err(RestartError::NotHealthy {
                 component: "hold",
                 timeout: opts.timeout,
                 seen: format!(
-                    "old process(es) {alive:?} still running after the manifest was parked"
+                    "old process(es) {alive} still running after the manifest was parked"
                 ),
             });
         }
@@ -337,7 +347,7 @@ pub fn restart_all(
     components: &[Component],
     opts: &RestartOpts,
     rollback: &dyn Fn(Component) -> Rollback,
-) -> Result<Vec<Restarted>> {
+) -> Result<Vec<Restarted>, SequenceError> {
     restart_all_gated(paths, components, opts, rollback, &mut NoGate)
 }
 
@@ -348,8 +358,49 @@ pub fn restart_all_gated(
     opts: &RestartOpts,
     rollback: &dyn Fn(Component) -> Rollback,
     gate: &mut dyn Gate,
-) -> Result<Vec<Restarted>> {
+) -> Result<Vec<Restarted>, SequenceError> {
     let mut done = Vec::new();
+    let mut current = None;
+    match run_sequence(
+        paths,
+        components,
+        opts,
+        rollback,
+        gate,
+        &mut done,
+        &mut current,
+    ) {
+        Ok(()) => Ok(done),
+        Err(error) => Err(SequenceError {
+            done: done.iter().map(|r| r.component).collect(),
+            failed: current,
+            error,
+        }),
+    }
+}
+
+/// A restart sequence that stopped: which components came back before, which one failed
+/// (none when the failure was not a component's, e.g. writing the owed-restarts file).
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub struct SequenceError {
+    /// Components restarted and healthy before the failure.
+    pub done: Vec<Component>,
+    /// The component that failed (rolled back and restarted once more, when it could be).
+    pub failed: Option<Component>,
+    /// What went wrong.
+    pub error: anyhow::Error,
+}
+
+fn run_sequence(
+    paths: &NodePaths,
+    components: &[Component],
+    opts: &RestartOpts,
+    rollback: &dyn Fn(Component) -> Rollback,
+    gate: &mut dyn Gate,
+    done: &mut Vec<Restarted>,
+    current: &mut Option<Component>,
+) -> Result<()> {
     for c in Component::ORDER
         .into_iter()
         .filter(|c| components.contains(c))
@@ -380,17 +431,22 @@ pub fn restart_all_gated(
         } else {
             opts
         };
+        *current = Some(c);
         match restart_one(paths, c, opts) {
             Ok(r) => {
+                *current = None;
                 tracing::info!(
                     MESSAGE_ID = crate::logging::MSG_RESTARTED,
                     COMPONENT = c.name(),
                     ACTION = "restart",
                     RESULT = "ok",
-                    "{} restarted (pid {:?}), down for {:.1}s",
+                    "{} restarted (pid {}), down for {}",
                     c.name(),
-                    r.new.as_ref().map(|p| p.pid),
-                    r.downtime.as_secs_f64()
+                    r.new
+                        .as_ref()
+                        .map(|p| p.pid.to_string())
+                        .unwrap_or_else(|| "?".into()),
+                    crate::logging::human_duration(r.downtime)
                 );
                 crate::act::store::owed::done(paths, c.name())?;
                 done.push(r);
@@ -445,7 +501,7 @@ pub fn restart_all_gated(
             }
         }
     }
-    Ok(done)
+    Ok(())
 }
 
 /// Restore backed-up files whose certificates are still valid. Returns the host paths restored.

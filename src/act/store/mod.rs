@@ -11,3 +11,7 @@ pub mod journal;
 pub mod lock;
 /// Restarts owed by a commit that a crash may have interrupted.
 pub mod owed;
+/// Which backup sets are kept, and pruning the rest.
+pub mod prune;
+/// Timestamps for the guard rails: renewal memory and restart history.
+pub mod stamps;

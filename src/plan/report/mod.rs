@@ -26,6 +26,9 @@ pub enum RowStatus {
     Ok,
     /// Valid but inside the renewal window.
     Due,
+    /// Inside the renewal window, but its CA ends too soon for a renewal to gain anything
+    /// (issue 12's "blocked by CA runway"): rotate the CA.
+    Blocked,
     /// NotAfter is in the past.
     Expired,
     /// The file (or kubeconfig entry) does not exist.

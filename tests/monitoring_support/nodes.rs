@@ -1,0 +1,191 @@
+//! Test nodes that the REAL binary scans: each is built with the node builder, then
+//! `kubeadm-certd run --once` writes its metrics textfile, which is read back.
+
+use super::textfile::Textfile;
+use kubeadm_certd::pki::inspect::KeyAlg;
+use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec, Ports};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kubeadm-certd");
+const TEXTFILE: &str = "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom";
+const DAY: u64 = 86_400;
+
+/// A built node in a temp dir.
+pub struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn build(tweak: impl FnOnce(&mut NodeSpec)) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = NodeSpec::new(OffsetDateTime::now_utc());
+        spec.key = KeyAlg::EcP256;
+        tweak(&mut spec);
+        build(dir.path(), &spec).unwrap();
+        Node { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// One daemon cycle with `config` (the metrics textfile is always on); the textfile it
+    /// wrote. The exit status is not judged: a cycle with failures still writes the file.
+    pub fn run_once(&self, config: &str) -> Textfile {
+        self.run_once_with(config, false)
+    }
+
+    /// As [`Node::run_once`], with the node's pki directory mounted read-only (a private
+    /// mount namespace, so nothing outside the test sees it): every renewal attempt fails
+    /// when it stages its first file, a real failure rather than a refusal.
+    pub fn run_once_read_only_pki(&self, config: &str) -> Textfile {
+        self.run_once_with(config, true)
+    }
+
+    fn run_once_with(&self, config: &str, read_only_pki: bool) -> Textfile {
+        let cfg = self.root().join("certd.yaml");
+        std::fs::write(&cfg, format!("{config}metrics:\n  textfile: {TEXTFILE}\n")).unwrap();
+        let out_path: PathBuf = self.root().join(TEXTFILE.trim_start_matches('/'));
+        let _ = std::fs::remove_file(&out_path);
+        // node_exporter's textfile collector directory: the daemon writes only where it exists.
+        std::fs::create_dir_all(out_path.parent().unwrap()).unwrap();
+        let mut cmd = if read_only_pki {
+            let mut c = Command::new("unshare");
+            c.args(["-m", "--propagation", "private", "sh", "-c"])
+                .arg(
+                    r#"mount --bind "$PKI" "$PKI" && mount -o remount,ro,bind "$PKI" && exec "$@""#,
+                )
+                .arg("sh")
+                .arg(BIN)
+                .env("PKI", self.root().join("etc/kubernetes/pki"));
+            c
+        } else {
+            Command::new(BIN)
+        };
+        let out = cmd
+            .args(["--root", self.root().to_str().unwrap()])
+            .args(["--config", cfg.to_str().unwrap(), "run", "--once"])
+            .output()
+            .unwrap();
+        let text = std::fs::read_to_string(&out_path).unwrap_or_else(|e| {
+            panic!(
+                "run --once wrote no textfile ({e}); exit {:?}, stderr:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        Textfile::parse(&text)
+    }
+}
+
+const NO_RESTART: &str = "restart:\n  enabled: false\n";
+
+/// The textfiles of every case, written once per test binary.
+pub struct Fleet {
+    /// Leaves with 200 days left: nothing to do.
+    pub healthy: Textfile,
+    /// Leaves with 3 days left, renewed (no restarts); the kubelet's client certificate, which
+    /// kubeadm-certd never renews, keeps its 3 days.
+    pub renewed: Textfile,
+    /// Leaves with 10 days left; apiserver is excluded, so it stays at 10 days.
+    pub expiring: Textfile,
+    /// Built 20 days ago with 10-day leaves; apiserver is excluded and stays expired.
+    pub expired: Textfile,
+    /// `failed[0]`: a cycle with every certificate excluded (nothing tried); `failed[1]`: the
+    /// next daemon's cycle, which tries to renew the due certificates and fails to write
+    /// them (read-only pki directory).
+    pub failed: [Textfile; 2],
+    /// A cycle after apiserver.key was replaced by another key: renewing apiserver is refused
+    /// (a standing refusal, not a failed attempt).
+    pub refused: Textfile,
+    /// Leaves with 3 days left, restarts on, but no kubelet runs the pods: the first restart
+    /// never comes back healthy and is rolled back.
+    pub rolled_back: Textfile,
+    /// CAs with 200 days left (below caWarnBefore's 365d).
+    pub ca_short: Textfile,
+}
+
+impl Fleet {
+    pub fn get() -> &'static Fleet {
+        static FLEET: OnceLock<Fleet> = OnceLock::new();
+        FLEET.get_or_init(Fleet::make)
+    }
+
+    pub fn all(&self) -> Vec<(&'static str, &Textfile)> {
+        vec![
+            ("healthy", &self.healthy),
+            ("renewed", &self.renewed),
+            ("expiring", &self.expiring),
+            ("expired", &self.expired),
+            ("failed-before", &self.failed[0]),
+            ("failed", &self.failed[1]),
+            ("refused", &self.refused),
+            ("rolled-back", &self.rolled_back),
+            ("ca-short", &self.ca_short),
+        ]
+    }
+
+    fn make() -> Fleet {
+        let days = |n: u64| Duration::from_secs(n * DAY);
+        let rolled_back = std::thread::spawn(move || {
+            let n = Node::build(|s| s.ports = free_ports());
+            n.run_once("restart:\n  minHold: 1s\n  timeout: 3s\n")
+        });
+        let healthy = Node::build(|s| s.leaf_left = days(200)).run_once(NO_RESTART);
+        let renewed = Node::build(|_| {}).run_once(NO_RESTART);
+        let exclude = format!("{NO_RESTART}exclude: [apiserver]\n");
+        let expiring = Node::build(|s| s.leaf_left = days(10)).run_once(&exclude);
+        let expired = Node::build(|s| {
+            s.now -= days(20);
+            s.leaf_left = days(10);
+        })
+        .run_once(&exclude);
+        let n = Node::build(|_| {});
+        let all = "exclude: [admin.conf, apiserver, apiserver-etcd-client, apiserver-kubelet-client, controller-manager.conf, etcd-healthcheck-client, etcd-peer, etcd-server, front-proxy-client, scheduler.conf, super-admin.conf]\n";
+        let before = n.run_once(&format!("{NO_RESTART}{all}"));
+        let after = n.run_once_read_only_pki(NO_RESTART);
+        let r = Node::build(|_| {});
+        let pki = r.root().join("etc/kubernetes/pki");
+        std::fs::copy(
+            pki.join("front-proxy-client.key"),
+            pki.join("apiserver.key"),
+        )
+        .unwrap();
+        let refused = r.run_once(NO_RESTART);
+        let ca_short = Node::build(|s| {
+            s.leaf_left = days(100);
+            s.ca_left = days(200);
+        })
+        .run_once(NO_RESTART);
+        Fleet {
+            healthy,
+            renewed,
+            expiring,
+            expired,
+            failed: [before, after],
+            refused,
+            rolled_back: rolled_back.join().unwrap(),
+            ca_short,
+        }
+    }
+}
+
+/// Ports nobody listens on, so that no probe of the restarted components can succeed.
+fn free_ports() -> Ports {
+    let ls: Vec<std::net::TcpListener> = (0..6)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let p: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    Ports {
+        etcd_client: p[0],
+        etcd_peer: p[1],
+        etcd_metrics: p[2],
+        apiserver: p[3],
+        controller_manager: p[4],
+        scheduler: p[5],
+    }
+}
