@@ -215,8 +215,9 @@ fn restart(
     if restarts.is_empty() {
         return;
     }
-    guard::record_restarts(paths, restarts, now);
-    // On an HA control plane the sequence runs under the cluster-wide lock (issue 11).
+    // On an HA control plane the sequence runs under the cluster-wide lock (issue 11). Only
+    // restarts carried out count against the budget: one put off (lock, halt, quorum guard)
+    // is retried every cycle and must not use it up.
     let gauges = std::cell::RefCell::new(state.counters.cluster.clone().unwrap_or_default());
     let progress = |p| super::coordinate::progress(&gauges, p);
     let r = crate::act::restart::restart_after(
@@ -231,6 +232,8 @@ fn restart(
     state.counters.cluster = Some(gauges.into_inner());
     match r {
         Ok(crate::act::restart::Sequence::Done(done)) => {
+            let names: Vec<String> = done.iter().map(|d| d.component.name().into()).collect();
+            guard::record_restarts(paths, &names, now);
             done.iter()
                 .for_each(|d| state.counters.restart(d.component.name(), true));
             let left = crate::act::store::owed::read(paths);
@@ -243,6 +246,13 @@ fn restart(
         }
         Err(e) => {
             rep.failures += 1;
+            let tried: Vec<String> = e
+                .done
+                .iter()
+                .chain(&e.failed)
+                .map(|c| c.name().into())
+                .collect();
+            guard::record_restarts(paths, &tried, now);
             e.done
                 .iter()
                 .for_each(|c| state.counters.restart(c.name(), true));
