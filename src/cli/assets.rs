@@ -48,11 +48,15 @@ fn without_hidden_subcommands(full: clap::Command) -> clap::Command {
 pub fn asset_names() -> Vec<String> {
     let cmd = Cli::command();
     let mut names = vec![format!("{BIN}.1")];
-    names.extend(
-        cmd.get_subcommands()
-            .filter(|s| !s.is_hide_set())
-            .map(|s| format!("{BIN}-{}.1", s.get_name())),
-    );
+    for s in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        names.push(format!("{BIN}-{}.1", s.get_name()));
+        // Nested subcommands (`cluster status`) get pages of their own.
+        names.extend(
+            s.get_subcommands()
+                .filter(|n| !n.is_hide_set())
+                .map(|n| format!("{BIN}-{}-{}.1", s.get_name(), n.get_name())),
+        );
+    }
     names.extend([
         format!("{BIN}.bash"),
         format!("_{BIN}"),

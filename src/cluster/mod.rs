@@ -154,7 +154,8 @@ impl Coordinator {
             (Err(e), _) => {
                 let last = endpoints::last_seen(paths);
                 let yes = endpoints::auto_offline(&view, last);
-                tracing::info!(
+                // Every cycle asks (metrics); a quiet daemon does not say it each time.
+                tracing::debug!(
                     "etcd unreachable ({e}); coordination.mode auto {} from --initial-cluster ({} member(s)) and the last member count seen ({})",
                     if yes { "coordinates" } else { "does not coordinate" },
                     view.initial_cluster.len(),
