@@ -32,6 +32,7 @@ pub struct Fragment {
     restart: Option<RestartFragment>,
     kubelet: Option<KubeletFragment>,
     metrics: Option<MetricsFragment>,
+    coordination: Option<crate::cluster::settings::CoordinationFragment>,
     backups: Option<BackupsFragment>,
     require_time_sync: Option<BoolOrWord>,
 }
@@ -148,6 +149,8 @@ pub struct Settings {
     pub kubelet_revive_client_cert: bool,
     /// Host path of the node_exporter textfile; `None` when off.
     pub metrics_textfile: Option<String>,
+    /// HA coordination (`coordination:`).
+    pub coordination: crate::cluster::settings::Coordination,
     /// Backup retention.
     pub backups: BackupSettings,
     /// requireTimeSync
@@ -181,6 +184,7 @@ impl Default for Settings {
             metrics_textfile: Some(
                 "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom".into(),
             ),
+            coordination: Default::default(),
             backups: BackupSettings {
                 keep: 10,
                 max_age: days(400),
@@ -301,6 +305,9 @@ impl Settings {
                 Some(t) => Some(abs_path("metrics.textfile", t)?),
                 None => s.metrics_textfile,
             };
+        }
+        if let Some(c) = f.coordination {
+            s.coordination = crate::cluster::settings::Coordination::from_fragment(c)?;
         }
         if let Some(b) = f.backups {
             if let Some(k) = b.keep {

@@ -32,6 +32,8 @@ pub const VERSION: &str = concat!(
 pub mod act;
 /// Command line: arguments, one module per command, generated assets, the demo.
 pub mod cli;
+/// HA coordination through the cluster's etcd: restart lock, quorum guard, halt record.
+pub mod cluster;
 /// Config file fragments -> defaults -> validated settings.
 pub mod config;
 /// What the daemon and the CLI share: loaded settings and paths, the clock, signals.

@@ -387,10 +387,28 @@ fn rules_use_only_what_the_binary_writes() {
     assert!(bad.is_empty(), "not in the binary's textfile: {bad:#?}");
 }
 
-/// The names #11 adds. Enable once its metrics are in the textfile of the fleet's nodes.
+/// The names #11 adds, written by a coordinated node of the fleet.
 #[test]
-#[ignore = "enable when #11 lands"]
 fn coordination_names_exist_in_the_textfile() {
+    let f = Fleet::get();
+    for name in [
+        "kubeadm_certd_lock_wait_seconds",
+        "kubeadm_certd_lock_held",
+        "kubeadm_certd_halt_present",
+        "kubeadm_certd_etcd_members_healthy",
+    ] {
+        assert!(
+            !f.coordinated.matching(name, &[]).is_empty(),
+            "{name} missing from a coordinated node's textfile"
+        );
+    }
+    assert_eq!(
+        f.coordinated
+            .one("kubeadm_certd_etcd_members_healthy", &[])
+            .value,
+        0.0,
+        "no etcd member answers in this node"
+    );
     let (exprs, templates, _) = rule_texts(|g| g == COORDINATION);
     let (_, _, allowed) = rule_texts(|_| true);
     assert!(!exprs.is_empty());

@@ -51,6 +51,21 @@ pub struct Counters {
     pub refused: Vec<String>,
     /// Guard rails in force after the last cycle (issue 12).
     pub guard: GuardGauges,
+    /// HA coordination gauges; `None` on a node that acts alone.
+    pub cluster: Option<ClusterGauges>,
+}
+
+/// HA coordination (issue 11): the restart lock, the halt record, etcd's health.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClusterGauges {
+    /// How long the last lock acquisition waited, in milliseconds.
+    pub lock_wait_ms: u64,
+    /// Whether this node holds the restart lock now.
+    pub lock_held: bool,
+    /// Whether a halt record stands.
+    pub halt_present: bool,
+    /// Voting etcd members that answer Status.
+    pub members_healthy: u64,
 }
 
 /// What the guard rails hold back, as of the last cycle.
@@ -304,7 +319,39 @@ pub fn render(scan: &Scan, counters: &Counters, now: OffsetDateTime) -> String {
         );
     }
     render_guard(&mut o, &counters.guard);
+    if let Some(g) = &counters.cluster {
+        cluster_gauges(&mut o, g);
+    }
     o.0
+}
+
+fn cluster_gauges(o: &mut Out, g: &ClusterGauges) {
+    let rows: [(&str, &str, String); 4] = [
+        (
+            "kubeadm_certd_lock_wait_seconds",
+            "How long the last acquisition of the cluster-wide restart lock waited.",
+            format!("{:.3}", g.lock_wait_ms as f64 / 1000.0),
+        ),
+        (
+            "kubeadm_certd_lock_held",
+            "1 while this node holds the cluster-wide restart lock, else 0.",
+            u8::from(g.lock_held).to_string(),
+        ),
+        (
+            "kubeadm_certd_halt_present",
+            "1 while a halt record stops restarts on every node (`kubeadm-certd cluster resume`), else 0.",
+            u8::from(g.halt_present).to_string(),
+        ),
+        (
+            "kubeadm_certd_etcd_members_healthy",
+            "Voting etcd members that answered Status.",
+            g.members_healthy.to_string(),
+        ),
+    ];
+    for (name, help, v) in rows {
+        o.family(name, "gauge", help);
+        o.sample(name, &[], v);
+    }
 }
 
 fn render_guard(o: &mut Out, g: &GuardGauges) {

@@ -195,19 +195,28 @@ pub fn recover_all(
         .iter()
         .filter_map(|c| crate::pki::table::Component::from_name(c))
         .collect();
-    let result = crate::act::staticpods::restart::RestartOpts::from_node(paths, settings, cancel)
-        .and_then(|opts| {
-            crate::act::staticpods::restart::restart_all(paths, &comps, &opts, &|_| Vec::new())
-                .map_err(anyhow::Error::from)
-        });
+    // On an HA control plane owed restarts wait for the cluster-wide lock like any other.
+    let clock = move || now;
+    let result = crate::act::restart::restart_coordinated(
+        paths,
+        settings,
+        &comps,
+        cancel,
+        &|_| Vec::new(),
+        &clock,
+        &|_| {},
+    );
     match result {
-        Ok(done) => {
+        Ok(crate::act::restart::Sequence::Done(done)) => {
             // Counted against the daemon's restart budget like any other restart.
             let names: Vec<String> = done.iter().map(|d| d.component.name().into()).collect();
             crate::act::guard::record_restarts(paths, &names, now);
             r.actions
                 .extend(names.iter().map(|n| format!("{n} restarted")));
         }
+        Ok(crate::act::restart::Sequence::Owed(why)) => r
+            .problems
+            .push(format!("owed restarts not carried out now: {why}")),
         Err(e) => r.problems.push(format!("{e:#}")),
     }
     Ok(r)

@@ -3,12 +3,18 @@
 
 use crate::act::cancel::Cancel;
 use crate::act::renew::Outcome;
-use crate::act::staticpods::restart::{restart_all, RestartOpts, Rollback, SequenceError};
+use crate::act::staticpods::restart::{
+    restart_all, restart_all_gated, RestartOpts, Restarted, Rollback, SequenceError,
+};
+use crate::cluster::gate::ClusterGate;
+use crate::cluster::{Coordinator, Wait};
 use crate::config::Settings;
 use crate::node::NodePaths;
 use crate::pki::table::Component;
 use crate::plan::restarts::ManifestConsumers;
 use crate::plan::Consumers;
+use std::time::Duration;
+use time::OffsetDateTime;
 
 /// The files a failed component gets back: those of renewed certificates it uses, paired with
 /// their copies in the renewal's backup.
@@ -34,24 +40,117 @@ pub fn rollback_for(paths: &NodePaths, outcome: &Outcome, c: Component) -> Rollb
     out
 }
 
-/// Restart the components after a renewal or install, with rollback to `outcome`'s backup.
-/// Returns the components that came back; the error says which came back before a failure.
+/// What became of a restart sequence.
+#[derive(Debug)]
+pub enum Sequence {
+    /// Every component asked for was restarted (or skipped by the gate, and still owed).
+    Done(Vec<Restarted>),
+    /// Nothing was restarted now: the lock was not won, a halt stands, etcd is unreachable.
+    /// The restarts stay owed.
+    Owed(String),
+}
+
+/// The coordination's progress, for sd_notify and the metrics.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// Waiting for the restart lock, held by this node.
+    Waiting(String),
+    /// The lock was won after this long (zero for break glass).
+    Acquired(Duration),
+    /// The lock was given back.
+    Released,
+}
+
+/// Restart `components` in order. On an HA control plane (see `coordination`) the whole
+/// sequence runs under the cluster-wide restart lock; a node that acts alone restarts at once.
+pub fn restart_coordinated(
+    paths: &NodePaths,
+    settings: &Settings,
+    components: &[Component],
+    cancel: &Cancel,
+    rollback: &dyn Fn(Component) -> Rollback,
+    clock: &dyn Fn() -> OffsetDateTime,
+    progress: &dyn Fn(Progress),
+) -> Result<Sequence, SequenceError> {
+    let early = |error: anyhow::Error| SequenceError {
+        done: Vec::new(),
+        failed: None,
+        error,
+    };
+    let opts = RestartOpts::from_node(paths, settings, cancel).map_err(early)?;
+    let coord = match Coordinator::connect(paths, &settings.coordination) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Ok(Sequence::Done(restart_all(
+                paths, components, &opts, rollback,
+            )?))
+        }
+        Err(e) => return Ok(Sequence::Owed(format!("{e:#}"))),
+    };
+    let stop = || {
+        cancel.heartbeat();
+        cancel.is_cancelled()
+    };
+    let node = coord.node_name();
+    let mut permit = match coord.acquire(&node, &stop, clock(), &|h| {
+        progress(Progress::Waiting(h.to_string()))
+    }) {
+        Ok(p) => p,
+        Err(Wait::Cancelled) => {
+            return Err(early(anyhow::anyhow!(
+                "interrupted while waiting for the restart lock"
+            )))
+        }
+        Err(w) => {
+            let id = match w {
+                Wait::Halted(_) => crate::cluster::MSG_HALT,
+                _ => crate::cluster::MSG_LOCK_WAIT,
+            };
+            tracing::warn!(
+                MESSAGE_ID = id,
+                ACTION = "restart",
+                RESULT = "owed",
+                "not restarting now, the restarts stay owed: {w}"
+            );
+            return Ok(Sequence::Owed(w.to_string()));
+        }
+    };
+    progress(Progress::Acquired(permit.waited()));
+    let result = {
+        let mut gate = ClusterGate {
+            permit: &mut permit,
+            cancel: &stop,
+            now: clock,
+            catch_up: settings.restart.timeout,
+        };
+        restart_all_gated(paths, components, &opts, rollback, &mut gate)
+    };
+    if let Err(e) = permit.release() {
+        tracing::warn!("releasing the restart lock: {e:#} (it lapses with its lease)");
+    }
+    progress(Progress::Released);
+    Ok(Sequence::Done(result?))
+}
+
+/// Restart the components after a renewal or install, with rollback to `outcome`'s backup;
+/// `Owed` when coordination says not now.
 pub fn restart_after(
     paths: &NodePaths,
     settings: &Settings,
-    outcome: &Outcome,
+    outcome: Option<&Outcome>,
     components: &[String],
     cancel: &Cancel,
-) -> Result<Vec<Component>, SequenceError> {
+    clock: &dyn Fn() -> OffsetDateTime,
+    progress: &dyn Fn(Progress),
+) -> Result<Sequence, SequenceError> {
     let comps: Vec<Component> = components
         .iter()
         .filter_map(|n| Component::from_name(n))
         .collect();
-    let opts = RestartOpts::from_node(paths, settings, cancel).map_err(|error| SequenceError {
-        done: Vec::new(),
-        failed: None,
-        error,
-    })?;
-    let done = restart_all(paths, &comps, &opts, &|c| rollback_for(paths, outcome, c))?;
-    Ok(done.into_iter().map(|r| r.component).collect())
+    let rollback = |c| {
+        outcome
+            .map(|o| rollback_for(paths, o, c))
+            .unwrap_or_default()
+    };
+    restart_coordinated(paths, settings, &comps, cancel, &rollback, clock, progress)
 }

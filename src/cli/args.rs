@@ -31,6 +31,19 @@ pub enum Output {
     Json,
 }
 
+/// `cluster` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClusterAction {
+    /// The etcd members and their health, the restart lock's holder and waiters, any halt.
+    Status {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Show the halt record, then clear it: every node may restart again.
+    Resume,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -62,6 +75,12 @@ pub enum Command {
     },
     /// Finish or undo whatever an interrupted run left: parked manifests, staged files.
     Recover,
+    /// HA control planes: the etcd members, the cluster-wide restart lock, the halt record.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Show the backup sets, which are kept and why, and their size.
     Backups {
         /// Delete the sets not kept now (the daemon does it after each successful cycle).

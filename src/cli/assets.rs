@@ -48,9 +48,9 @@ fn without_hidden_subcommands(full: clap::Command) -> clap::Command {
 pub fn asset_names() -> Vec<String> {
     let cmd = Cli::command();
     let mut names = vec![format!("{BIN}.1")];
-    // clap_mangen also writes a page per nested subcommand (`kubeadm-certd-kubelet-client-revive.1`).
     for s in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         names.push(format!("{BIN}-{}.1", s.get_name()));
+        // Nested subcommands (`cluster status`, `kubelet-client revive`) get pages of their own.
         names.extend(
             s.get_subcommands()
                 .filter(|n| !n.is_hide_set())

@@ -8,6 +8,7 @@ pub mod args;
 pub mod assets;
 mod backups;
 mod check;
+mod cluster;
 /// The `demo` command.
 pub mod demo;
 mod kubelet;
@@ -16,7 +17,7 @@ mod recover;
 mod renew;
 mod restart;
 
-pub use args::{Cli, Command, KubeletClientAction, Output, RenewArgs};
+pub use args::{Cli, ClusterAction, Command, KubeletClientAction, Output, RenewArgs};
 
 use crate::context::{now, Ctx};
 use anyhow::Result;
@@ -63,6 +64,7 @@ pub fn run(cli: Cli) -> Result<()> {
             no_restart,
         } => renew::install_signed(&ctx, &csr_dir, &names, no_restart, now()),
         Command::Recover => recover::run(&ctx),
+        Command::Cluster { action } => cluster::run(&ctx, &action),
         Command::Backups { prune } => backups::run(&ctx, prune, now()),
         Command::KubeletServingCerts { action, no_restart } => {
             kubelet::serving_certs(&ctx, action == "enable", no_restart)

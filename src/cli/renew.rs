@@ -233,7 +233,21 @@ fn report_outcome(
             "Restarting static pods so that they load the new certificates: {}",
             restarts.join(", ")
         );
-        crate::act::restart::restart_after(&ctx.paths, &ctx.settings, outcome, restarts, cancel)?;
+        let progress = |p: crate::act::restart::Progress| {
+            if let crate::act::restart::Progress::Waiting(h) = p {
+                println!("Waiting for the cluster-wide restart lock, held by {h}");
+            }
+        };
+        let seq = crate::act::restart::restart_after(
+            &ctx.paths,
+            &ctx.settings,
+            Some(outcome),
+            restarts,
+            cancel,
+            &crate::context::now,
+            &progress,
+        )?;
+        super::restart::report_sequence(restarts, seq)?;
         println!("Restarted {}; each came back healthy.", restarts.join(", "));
     }
     Ok(())

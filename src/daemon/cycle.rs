@@ -40,6 +40,8 @@ pub struct CycleReport {
     pub failures: usize,
     /// Whether the kubelet's client certificate was revived.
     pub revived: bool,
+    /// Restarts left owed this cycle, and why (HA coordination).
+    pub owed: Option<String>,
 }
 
 impl CycleReport {
@@ -131,6 +133,9 @@ pub fn run(
     };
     standing::runway(&scan, settings, &mut state.conditions, now);
     standing::kubelet_conf(paths, &mut state.conditions, now);
+    if settings.metrics_textfile.is_some() {
+        super::coordinate::refresh_gauges(paths, settings, &mut state.counters);
+    }
     write_metrics(paths, settings, &scan, state, now, &mut rep);
     for (key, text) in state.conditions.end() {
         tracing::info!(
@@ -215,13 +220,44 @@ fn restart(
     if restarts.is_empty() {
         return;
     }
-    guard::record_restarts(paths, restarts, now);
-    match crate::act::restart::restart_after(paths, settings, outcome, restarts, cancel) {
-        Ok(done) => done
-            .iter()
-            .for_each(|c| state.counters.restart(c.name(), true)),
+    // On an HA control plane the sequence runs under the cluster-wide lock (issue 11). Only
+    // restarts carried out count against the budget: one put off (lock, halt, quorum guard)
+    // is retried every cycle and must not use it up.
+    let gauges = std::cell::RefCell::new(state.counters.cluster.clone().unwrap_or_default());
+    let progress = |p| super::coordinate::progress(&gauges, p);
+    let r = crate::act::restart::restart_after(
+        paths,
+        settings,
+        Some(outcome),
+        restarts,
+        cancel,
+        &crate::context::now,
+        &progress,
+    );
+    state.counters.cluster = Some(gauges.into_inner());
+    match r {
+        Ok(crate::act::restart::Sequence::Done(done)) => {
+            let names: Vec<String> = done.iter().map(|d| d.component.name().into()).collect();
+            guard::record_restarts(paths, &names, now);
+            done.iter()
+                .for_each(|d| state.counters.restart(d.component.name(), true));
+            let left = crate::act::store::owed::read(paths);
+            if !left.is_empty() {
+                rep.owed = Some(left.join(", "));
+            }
+        }
+        Ok(crate::act::restart::Sequence::Owed(why)) => {
+            rep.owed = Some(format!("{} ({why})", restarts.join(", ")));
+        }
         Err(e) => {
             rep.failures += 1;
+            let tried: Vec<String> = e
+                .done
+                .iter()
+                .chain(&e.failed)
+                .map(|c| c.name().into())
+                .collect();
+            guard::record_restarts(paths, &tried, now);
             e.done
                 .iter()
                 .for_each(|c| state.counters.restart(c.name(), true));
@@ -360,6 +396,9 @@ fn status_line(
     }
     if rep.failures > 0 {
         s.push_str(&format!("; {} failure(s), see the journal", rep.failures));
+    }
+    if let Some(o) = &rep.owed {
+        s.push_str(&format!("; restarts owed: {o}"));
     }
     let refused = plan
         .items

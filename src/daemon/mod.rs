@@ -6,6 +6,8 @@
 
 /// Standing conditions: logged once, reminded daily, cleared once.
 pub mod conditions;
+/// Restarts under the HA coordination: STATUS=, metrics, owed restarts.
+pub mod coordinate;
 /// One scan -> plan -> renew -> restart -> report cycle.
 pub mod cycle;
 /// sd_notify wrapper.

@@ -116,6 +116,9 @@ pub struct Fleet {
     /// Certificates issued two hours in the future: the clock reads behind them, renewal is
     /// deferred.
     pub clock_behind: Textfile,
+    /// `coordination.mode: etcd` with no etcd member answering: the coordination gauges
+    /// (no healthy member, no lock, no halt seen).
+    pub coordinated: Textfile,
 }
 
 impl Fleet {
@@ -138,6 +141,7 @@ impl Fleet {
             ("ca-blocked", &self.ca_blocked),
             ("budget-spent", &self.budget_spent),
             ("clock-behind", &self.clock_behind),
+            ("coordinated", &self.coordinated),
         ]
     }
 
@@ -203,6 +207,8 @@ impl Fleet {
         let clock_behind = Node::build(|s| s.now += Duration::from_secs(2 * 3600)).run_once(
             &format!("{NO_RESTART}kubelet:\n  reviveClientCert: false\n"),
         );
+        let coordinated = Node::build(|s| s.leaf_left = days(200))
+            .run_once(&format!("{NO_RESTART}coordination:\n  mode: etcd\n"));
         Fleet {
             healthy,
             renewed,
@@ -215,6 +221,7 @@ impl Fleet {
             ca_blocked,
             budget_spent,
             clock_behind,
+            coordinated,
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct RestartOpts {
     pub cancel: Cancel,
     /// The wall clock (process start times are compared with it); a seam for tests.
     pub clock: fn() -> SystemTime,
+    /// A new process is enough, its probe is not asked (set per component by a [`Gate`]).
+    pub process_only: bool,
 }
 
 impl RestartOpts {
@@ -50,6 +52,7 @@ impl RestartOpts {
             poll: Duration::from_millis(200),
             cancel: cancel.clone(),
             clock: SystemTime::now,
+            process_only: false,
         })
     }
 }
@@ -209,6 +212,7 @@ fn wait_back(
         let fresh = first_new(procs, old, since);
         let seen = match (&fresh, probe_once(back)) {
             // A new process, and a healthy probe (or none to ask).
+            (Some(p), _) if opts.process_only => return Ok(*p),
             (Some(p), r) if r.as_ref().is_none_or(|r| r.is_healthy()) => return Ok(*p),
             (Some(p), Some(r)) => format!("new pid {} started, probe: {r}", p.pid),
             (Some(p), None) => format!("new pid {} started", p.pid),
@@ -307,6 +311,43 @@ fn hold(component: &'static str, old: &[ProcInfo], opts: &RestartOpts) -> Result
 /// Certificates to put back if a component fails: (target, backup copy) pairs.
 pub type Rollback = Vec<(PathBuf, PathBuf)>;
 
+/// What a [`Gate`] says before a component is parked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateVerdict {
+    /// Restart it now.
+    Go,
+    /// Not this one (it stays owed); go on with the next.
+    Skip(String),
+    /// Nothing more: this one and the rest stay owed.
+    Stop(String),
+}
+
+/// Asked around each component, so that something outside the restart code (the HA
+/// coordination) can hold a component back, wait after it, or record its failure.
+pub trait Gate {
+    /// Before parking `c`.
+    fn before(&mut self, c: Component) -> GateVerdict;
+    /// Whether `c` counts as back once a new process runs, without a healthy probe.
+    fn process_only(&self, _c: Component) -> bool {
+        false
+    }
+    /// After `c` came back healthy; an error stops the sequence (the rest stay owed).
+    fn after(&mut self, _c: Component) -> Result<()> {
+        Ok(())
+    }
+    /// `c` failed and was rolled back.
+    fn failed(&mut self, _c: Component, _reason: &str) {}
+}
+
+/// The gate of a node that acts alone.
+pub struct NoGate;
+
+impl Gate for NoGate {
+    fn before(&mut self, _c: Component) -> GateVerdict {
+        GateVerdict::Go
+    }
+}
+
 /// Restart components in order, one at a time. On a failure: restore that component's
 /// previous certificates (when still valid), restart it once more, and stop.
 pub fn restart_all(
@@ -315,9 +356,28 @@ pub fn restart_all(
     opts: &RestartOpts,
     rollback: &dyn Fn(Component) -> Rollback,
 ) -> Result<Vec<Restarted>, SequenceError> {
+    restart_all_gated(paths, components, opts, rollback, &mut NoGate)
+}
+
+/// [`restart_all`], asking `gate` around each component.
+pub fn restart_all_gated(
+    paths: &NodePaths,
+    components: &[Component],
+    opts: &RestartOpts,
+    rollback: &dyn Fn(Component) -> Rollback,
+    gate: &mut dyn Gate,
+) -> Result<Vec<Restarted>, SequenceError> {
     let mut done = Vec::new();
     let mut current = None;
-    match run_sequence(paths, components, opts, rollback, &mut done, &mut current) {
+    match run_sequence(
+        paths,
+        components,
+        opts,
+        rollback,
+        gate,
+        &mut done,
+        &mut current,
+    ) {
         Ok(()) => Ok(done),
         Err(error) => Err(SequenceError {
             done: done.iter().map(|r| r.component).collect(),
@@ -345,6 +405,7 @@ fn run_sequence(
     components: &[Component],
     opts: &RestartOpts,
     rollback: &dyn Fn(Component) -> Rollback,
+    gate: &mut dyn Gate,
     done: &mut Vec<Restarted>,
     current: &mut Option<Component>,
 ) -> Result<()> {
@@ -352,6 +413,32 @@ fn run_sequence(
         .into_iter()
         .filter(|c| components.contains(c))
     {
+        match gate.before(c) {
+            GateVerdict::Go => {}
+            GateVerdict::Skip(why) => {
+                tracing::warn!(
+                    COMPONENT = c.name(),
+                    ACTION = "defer",
+                    "{}: not restarted now, it stays owed: {why}",
+                    c.name()
+                );
+                continue;
+            }
+            GateVerdict::Stop(why) => bail!(
+                "{}: not restarted, and nothing after it: {why}; the restarts stay owed",
+                c.name()
+            ),
+        }
+        let relaxed;
+        let opts = if gate.process_only(c) {
+            relaxed = RestartOpts {
+                process_only: true,
+                ..opts.clone()
+            };
+            &relaxed
+        } else {
+            opts
+        };
         *current = Some(c);
         match restart_one(paths, c, opts) {
             Ok(r) => {
@@ -371,6 +458,7 @@ fn run_sequence(
                 );
                 crate::act::store::owed::done(paths, c.name())?;
                 done.push(r);
+                gate.after(c)?;
             }
             Err(RestartError::Interrupted(_)) => bail!(
                 "{}: interrupted by a signal; its manifest is back in place",
@@ -409,6 +497,7 @@ fn run_sequence(
                     .filter(|x| **x > c)
                     .map(|x| x.name())
                     .collect();
+                gate.failed(c, &format!("{e}; {again}"));
                 bail!(
                     "{e}; {again}; not restarting the remaining components{}",
                     if rest.is_empty() {

@@ -54,6 +54,9 @@ pub struct NodeSpec {
     /// NotAfter of the kubelet's client certificate, which then lived a year as the kubelet's
     /// do. Default: `leaf_left` ahead and as much behind, mid-life (its rotation not overdue).
     pub kubelet_client_not_after: Option<OffsetDateTime>,
+    /// Take the CAs and the service-account key from this node root instead of creating
+    /// them (the other control-plane nodes of an HA cluster share them).
+    pub shared_cas: Option<PathBuf>,
 }
 
 /// Loopback ports named in the manifests.
@@ -105,6 +108,7 @@ impl NodeSpec {
             standin: None,
             file_check_frequency: "0s".into(),
             kubelet_client_not_after: None,
+            shared_cas: None,
         }
     }
 }
@@ -204,12 +208,15 @@ pub fn build(root: &Path, spec: &NodeSpec) -> Result<()> {
             &[Eku::ClientAuth],
         )?;
     }
-    let sa = keys::generate(spec.key)?;
-    b.write(
-        "etc/kubernetes/pki/sa.key",
-        &keys::encode(&sa, spec.key, KeyFormat::kubeadm_default(spec.key))?,
-        0o600,
-    )?;
+    let (sa, sa_pem) = match &spec.shared_cas {
+        Some(from) => b.shared_key(from, "sa")?,
+        None => {
+            let k = keys::generate(spec.key)?;
+            let pem = keys::encode(&k, spec.key, KeyFormat::kubeadm_default(spec.key))?;
+            (k, pem)
+        }
+    };
+    b.write("etc/kubernetes/pki/sa.key", &sa_pem, 0o600)?;
     b.write("etc/kubernetes/pki/sa.pub", &sa.public_key_pem(), 0o600)?;
     let server = format!("https://{}:{}", spec.advertise, spec.ports.apiserver);
     b.kubeconfig(&ca, "admin.conf", "kubernetes-admin", &admins, &server)?;
@@ -274,7 +281,25 @@ impl Builder<'_> {
         )?)
     }
 
+    /// A key of another node root, as a key pair.
+    /// A key of another node root: the pair, and the file's text (copied as it is).
+    fn shared_key(&self, from: &Path, base: &str) -> Result<(KeyPair, String)> {
+        let p = from.join(format!("etc/kubernetes/pki/{base}.key"));
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        Ok((keys::parse_key_file(text.as_bytes())?.pair, text))
+    }
+
     fn ca(&self, base: &str, cn: &str) -> Result<Ca> {
+        if let Some(from) = &self.spec.shared_cas {
+            let p = from.join(format!("etc/kubernetes/pki/{base}.crt"));
+            let pem =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            let (key, key_pem) = self.shared_key(from, base)?;
+            self.write(&format!("etc/kubernetes/pki/{base}.crt"), &pem, 0o644)?;
+            self.write(&format!("etc/kubernetes/pki/{base}.key"), &key_pem, 0o600)?;
+            return Ok(Ca { pem, key });
+        }
         let key = keys::generate(self.spec.key)?;
         let mut p = CertificateParams::new(vec![cn.to_string()])?;
         p.distinguished_name = rcgen::DistinguishedName::new();

@@ -1,0 +1,48 @@
+//! The daemon's side of the HA coordination: the STATUS= line says when the daemon waits for
+//! the cluster-wide restart lock and who holds it, and the textfile carries the lock, halt and
+//! etcd-health gauges.
+
+use crate::act::metrics::{ClusterGauges, Counters};
+use crate::act::restart::Progress;
+use crate::config::Settings;
+use crate::node::NodePaths;
+use std::cell::RefCell;
+
+/// Follow the coordination's progress: STATUS= and the lock gauges.
+pub fn progress(g: &RefCell<ClusterGauges>, p: Progress) {
+    let mut g = g.borrow_mut();
+    match p {
+        Progress::Waiting(h) => super::notify::status(&format!(
+            "waiting for the cluster-wide restart lock, held by {h}"
+        )),
+        Progress::Acquired(w) => {
+            g.lock_held = true;
+            g.lock_wait_ms = u64::try_from(w.as_millis()).unwrap_or(u64::MAX);
+            super::notify::status("holding the cluster-wide restart lock: restarting");
+        }
+        Progress::Released => g.lock_held = false,
+    }
+}
+
+/// Refresh the halt and etcd-health gauges (coordinated nodes only).
+pub fn refresh_gauges(paths: &NodePaths, settings: &Settings, counters: &mut Counters) {
+    let coord = match crate::cluster::Coordinator::connect(paths, &settings.coordination) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            counters.cluster = None;
+            return;
+        }
+        Err(_) => {
+            // A coordinated node that reaches no etcd member: that is what the gauges must
+            // show (no healthy member, no lock); the last halt seen stands until etcd answers.
+            let g = counters.cluster.get_or_insert_with(ClusterGauges::default);
+            g.lock_held = false;
+            g.members_healthy = 0;
+            return;
+        }
+    };
+    let g = counters.cluster.get_or_insert_with(ClusterGauges::default);
+    g.lock_held = false;
+    g.halt_present = matches!(coord.halt_record(), Ok(Some(_)));
+    g.members_healthy = coord.healthy_members().unwrap_or(0) as u64;
+}
