@@ -149,6 +149,19 @@ pub fn params_for(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
+    let clamped = leaf_basics(&mut p, ca, now, validity);
+    Ok((p, clamped))
+}
+
+/// What every leaf kubeadm-certd issues shares: CA:FALSE, the CA's SKI as AKI, a random serial,
+/// NotBefore = now − 5 min, NotAfter = now + validity clamped to the CA's. Returns whether it
+/// was clamped.
+pub fn leaf_basics(
+    p: &mut CertificateParams,
+    ca: &CertInfo,
+    now: OffsetDateTime,
+    validity: Duration,
+) -> bool {
     p.is_ca = IsCa::ExplicitNoCa;
     p.use_authority_key_identifier_extension = true;
     p.serial_number = Some(SerialNumber::from(random_serial()));
@@ -156,7 +169,7 @@ pub fn params_for(
     let wanted = now + validity;
     let clamped = wanted > ca.not_after;
     p.not_after = if clamped { ca.not_after } else { wanted };
-    Ok((p, clamped))
+    clamped
 }
 
 /// Issue the renewed certificate for `new_key`, then verify it before anyone writes it:

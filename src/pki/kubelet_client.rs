@@ -4,12 +4,12 @@
 //! digitalSignature. Also the kubelet.conf for another node (`kubelet-client kubeconfig`).
 
 use crate::pki::inspect::{CertInfo, KeyAlg};
-use crate::pki::issue::{random_serial, IssueError, BACKDATE};
+use crate::pki::issue::IssueError;
 use crate::pki::keys::{self, KeyFormat};
 use base64::Engine;
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SerialNumber,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use serde_yaml::Value;
 use std::time::Duration;
@@ -63,13 +63,7 @@ pub fn issue(
     p.distinguished_name = dn;
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.use_authority_key_identifier_extension = true;
-    p.serial_number = Some(SerialNumber::from(random_serial()));
-    p.not_before = now - BACKDATE;
-    let wanted = now + validity;
-    let clamped = wanted > ca.not_after;
-    p.not_after = if clamped { ca.not_after } else { wanted };
+    let clamped = crate::pki::issue::leaf_basics(&mut p, ca, now, validity);
     let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), ca_key)
         .map_err(|e| IssueError::Sign(e.to_string()))?;
     let cert = p
@@ -149,7 +143,7 @@ mod tests {
         let ca_key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(vec![]).unwrap();
         p.distinguished_name.push(DnType::CommonName, "kubernetes");
-        p.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         p.not_before = datetime!(2020-01-01 0:00 UTC);
         p.not_after = datetime!(2027-01-01 0:00 UTC);
         let ca = CertInfo::from_der(p.self_signed(&ca_key).unwrap().der()).unwrap();
