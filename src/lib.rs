@@ -11,6 +11,11 @@
 //!   which static pods restart and in which order, and the check-expiration report.
 //! - `act/`: every side effect, each behind a seam: store (atomic writes, backups, journal,
 //!   lock), renew, CSRs, recover, static-pod restarts, kubelet edits, systemctl, metrics.
+//! - `cluster/`: coordination with the other control-plane nodes through the cluster's etcd
+//!   (restart lock, quorum guard, halt record). It sits beside `act/`: it implements the
+//!   restart `Gate` that `act::staticpods` defines and writes through `act::store`, and
+//!   `act::restart` runs a node's restart sequence under it. It knows nothing of the CLI or
+//!   the daemon.
 //! - `daemon/`: the tokio loop: timer, watches, signals, sd_notify.
 //! - `cli/`: clap definitions, one file per command, generated assets, the demo.
 //! - `testkit/`: kubeadm-shaped nodes and stand-in components (demo and tests).

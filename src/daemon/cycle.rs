@@ -224,7 +224,22 @@ fn restart(
     // restarts carried out count against the budget: one put off (lock, halt, quorum guard)
     // is retried every cycle and must not use it up.
     let gauges = std::cell::RefCell::new(state.counters.cluster.clone().unwrap_or_default());
-    let progress = |p| super::coordinate::progress(&gauges, p);
+    // The textfile is rewritten as the lock is waited for, taken and released, so that
+    // kubeadm_certd_lock_held reads 1 while this node restarts, not only between cycles.
+    let before = state.counters.clone();
+    let textfile = crate::act::metrics::textfile_path(&paths.root, settings);
+    let progress = |p| {
+        super::coordinate::progress(&gauges, p);
+        if let Some(t) = &textfile {
+            let mut c = before.clone();
+            c.cluster = Some(gauges.borrow().clone());
+            let scan = crate::plan::scan::scan(paths);
+            let text = crate::act::metrics::render(&scan, &c, crate::context::now());
+            if let Err(e) = crate::act::metrics::write_textfile(t, &text) {
+                tracing::debug!("metrics textfile during the restart sequence: {e}");
+            }
+        }
+    };
     let r = crate::act::restart::restart_after(
         paths,
         settings,
