@@ -106,9 +106,11 @@ pub enum RestartError {
     Other(#[from] anyhow::Error),
 }
 
+/// One health probe, bounded so that a stop request is seen within a second even when the
+/// component hangs (the wait polls again; a slow answer only delays "healthy").
 fn probe_once(m: &Manifest) -> Option<ProbeResult> {
     m.probe_target()
-        .map(|p| probe(p, "127.0.0.1", Duration::from_secs(2)))
+        .map(|p| probe(p, "127.0.0.1", Duration::from_millis(900)))
 }
 
 fn sleep_checking(d: Duration, cancel: &Cancel) -> bool {
