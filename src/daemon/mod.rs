@@ -150,7 +150,20 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    let _lock = ctx.lock_and_recover(&cancel)?;
+    // Recovery may carry out owed restarts, which on an HA control plane talk to etcd through
+    // a runtime of their own: off the runtime thread, like every other blocking step.
+    let _lock = {
+        let (c, cl) = (
+            Ctx {
+                settings: ctx.settings.clone(),
+                paths: ctx.paths.clone(),
+            },
+            cancel.clone(),
+        );
+        tokio::task::spawn_blocking(move || c.lock_and_recover(&cl))
+            .await
+            .context("recovery at start-up")??
+    };
     validate::validate(&ctx.settings).inspect_err(|e| {
         tracing::error!(
             MESSAGE_ID = crate::logging::MSG_CONFIG_REJECTED,
