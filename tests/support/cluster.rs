@@ -231,6 +231,38 @@ pub struct Cluster {
     _lock: Flock<fs::File>,
 }
 
+/// Members left running by an earlier test process that died (a panic in a child, a killed
+/// test binary): with the lock held, any etcd on the harness's addresses is a leftover, and
+/// it would hold the fixed ports. SIGKILL them and wait (bounded) until they are gone.
+fn kill_strays() {
+    let strays = || -> Vec<i32> {
+        let Ok(rd) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| {
+                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                let cmd = fs::read(e.path().join("cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmd);
+                IPS.iter()
+                    .any(|ip| cmd.contains(&format!("--listen-peer-urls=https://{ip}:2380")))
+                    .then_some(pid)
+            })
+            .collect()
+    };
+    for pid in strays() {
+        eprintln!("killing etcd pid {pid} left on the harness addresses by an earlier test");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !strays().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Take the cluster lock (blocks until no other test uses the fixed ports).
 pub fn lock() -> Flock<fs::File> {
     let f = fs::OpenOptions::new()
@@ -253,6 +285,7 @@ impl Cluster {
             return None;
         }
         let lock = lock();
+        kill_strays();
         let tmp = tempfile::tempdir().unwrap();
         let now = OffsetDateTime::now_utc();
         let mut nodes = Vec::new();
