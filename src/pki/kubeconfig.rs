@@ -151,3 +151,15 @@ pub fn replace_credentials(
     }
     Ok(out)
 }
+/// A string field of a YAML value (`None` when absent or not a string).
+pub fn str_field(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The entry named `name` in one of a kubeconfig's lists (`clusters`, `contexts`, `users`).
+pub fn named_entry<'a>(doc: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
+    doc.get(list)?
+        .as_sequence()?
+        .iter()
+        .find(|e| str_field(e, "name").as_deref() == Some(name))
+}

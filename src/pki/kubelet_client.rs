@@ -98,14 +98,8 @@ pub fn issue(
 pub fn current_cluster(text: &str) -> Result<(String, String), String> {
     crate::node::yamlguard::check_nesting(text)?;
     let doc: Value = serde_yaml::from_str(text).map_err(|e| format!("not a kubeconfig: {e}"))?;
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    let named = |list: &str, name: &str| {
-        doc.get(list)?
-            .as_sequence()?
-            .iter()
-            .find(|e| s(e, "name").as_deref() == Some(name))
-            .cloned()
-    };
+    use crate::pki::kubeconfig::{named_entry, str_field as s};
+    let named = |list: &str, name: &str| named_entry(&doc, list, name);
     let ctx = s(&doc, "current-context")
         .filter(|c| !c.is_empty())
         .ok_or("it has no current-context")?;

@@ -88,27 +88,14 @@ pub fn kubelet_conf(paths: &NodePaths) -> PathBuf {
 
 /// The current context's user name and its `user` mapping.
 fn current_user(doc: &Value) -> Result<(String, &serde_yaml::Mapping)> {
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    let named = |list: &str, name: &str| {
-        doc.get(list)?
-            .as_sequence()?
-            .iter()
-            .find(|e| s(e, "name").as_deref() == Some(name))
-            .cloned()
-    };
+    use crate::pki::kubeconfig::{named_entry as named, str_field as s};
     let ctx_name = s(doc, "current-context")
         .filter(|c| !c.is_empty())
         .context("has no current-context")?;
-    let user = named("contexts", &ctx_name)
+    let user = named(doc, "contexts", &ctx_name)
         .and_then(|c| c.get("context").and_then(|c| s(c, "user")))
         .with_context(|| format!("current-context {ctx_name:?} names no context with a user"))?;
-    let map = doc
-        .get("users")
-        .and_then(Value::as_sequence)
-        .and_then(|us| {
-            us.iter()
-                .find(|e| s(e, "name").as_deref() == Some(user.as_str()))
-        })
+    let map = named(doc, "users", &user)
         .and_then(|u| u.get("user"))
         .and_then(Value::as_mapping)
         .with_context(|| format!("user {user:?} of the current context does not exist"))?;
