@@ -81,6 +81,19 @@ impl Ha {
         );
     }
 
+    /// Stop node i's etcd member as a parked manifest would, and wait until its process is
+    /// gone: a daemon started earlier could still see the member and take the lock with
+    /// quorum, which is not the situation the caller sets up. Returns where the manifest is.
+    fn stop_etcd(&self, i: usize) -> PathBuf {
+        let aside = self.node(i).root.join("etcd.yaml.aside");
+        std::fs::rename(self.node(i).manifest_path("etcd"), &aside).unwrap();
+        let gone = KubeletHarness::wait_until(LIMIT, || {
+            self.kubelets[i].running_pid("etcd.yaml").is_none() && !self.node(i).healthy()
+        });
+        assert!(gone, "node {} etcd did not stop", i + 1);
+        aside
+    }
+
     fn stops(&self, i: usize, file: &str, after: SystemTime) -> usize {
         self.kubelets[i]
             .events_for(file)
@@ -396,8 +409,7 @@ fn quorum_guard_defers_etcd_while_a_member_is_down() {
     let Some(ha) = Ha::start() else { return };
     let t0 = SystemTime::now();
     // Node 3's etcd is stopped (its manifest moved away, as during a restart).
-    let aside: PathBuf = ha.node(2).root.join("etcd.yaml.aside");
-    std::fs::rename(ha.node(2).manifest_path("etcd"), &aside).unwrap();
+    let aside = ha.stop_etcd(2);
     let ds = ha.daemons(&[1], COORD);
     let others = [
         "kube-apiserver.yaml",
@@ -507,8 +519,7 @@ fn break_glass_restarts_without_quorum_and_says_so() {
     let t0 = SystemTime::now();
     // Two of three members down: no quorum anywhere.
     for i in [1, 2] {
-        let p = ha.node(i).manifest_path("etcd");
-        std::fs::rename(&p, ha.node(i).root.join("etcd.yaml.aside")).unwrap();
+        ha.stop_etcd(i);
     }
     let cfg = "coordination:\n  lockTTL: 5s\n  lockTimeout: 2s\n  breakGlassAfter: 6s\n";
     let ds = ha.daemons(&[0], cfg);
