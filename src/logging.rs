@@ -35,10 +35,21 @@ pub const MSG_KUBELET_CLIENT_STUCK: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30f";
 
 /// Set up logging once, at process start.
 pub fn init(verbose: bool) {
-    use tracing_subscriber::{fmt, prelude::*, EnvFilter};
-    let default = if verbose { "debug" } else { "info" };
-    let filter =
-        EnvFilter::try_from_env("KUBEADM_CERTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::{fmt, prelude::*, EnvFilter, Layer, Registry};
+    // A plain level unless KUBEADM_CERTD_LOG asks for more: EnvFilter's directive parsing is
+    // a visible share of a short command's start-up.
+    let level = if verbose {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    };
+    let filter: Box<dyn Layer<Registry> + Send + Sync> = match std::env::var_os("KUBEADM_CERTD_LOG")
+        .map(|_| EnvFilter::try_from_env("KUBEADM_CERTD_LOG"))
+    {
+        Some(Ok(f)) => f.boxed(),
+        _ => level.boxed(),
+    };
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(layer) = tracing_journald::layer() {
             let layer = layer

@@ -2,6 +2,8 @@
 use clap::Parser;
 
 fn main() {
+    // Failpoints (FAILPOINTS=...) exist only in the crash-test build.
+    #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let cli = kubeadm_certd::cli::Cli::parse(); // exits 2 on usage errors
     kubeadm_certd::logging::init(cli.verbose);

@@ -54,6 +54,12 @@ fn mark_blocked(
 ) {
     use crate::plan::guard::Hold;
     use crate::plan::{Decision, Selection, Skip};
+    // Planning verifies every signature: on a node with due certificates that is most of the
+    // run, so it runs only when a certificate could be blocked at all.
+    let could = |c| crate::plan::due_without_gain(scan, c, &ctx.settings, now);
+    if !scan.certs.iter().any(could) {
+        return;
+    }
     let plan = crate::plan::plan(scan, &Selection::Due, &ctx.settings, now);
     for i in &plan.items {
         let Decision::Skip(Skip::Held(Hold::NoGain { ca, ca_not_after })) = &i.decision else {

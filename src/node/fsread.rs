@@ -3,7 +3,8 @@
 
 use crate::node::paths::Root;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Certificates, keys and kubeconfigs are small; anything larger is refused unread.
@@ -30,42 +31,71 @@ pub enum ReadError {
 }
 
 /// Read a node file of at most [`MAX_NODE_FILE`] bytes.
+///
+/// Any component may be a symlink (a linked pki/etcd directory), not only the last one: the
+/// real location must stay under the root, or kubeadm-certd would read and write elsewhere.
+/// The file is pinned with `O_PATH` first, which opens nothing (no FIFO wait, no device side
+/// effect such as arming a watchdog); its real path and type are checked on that descriptor,
+/// and the same inode is then opened for reading, so a swap between check and read cannot
+/// fool it. Without /proc the path is checked component by component instead.
 pub fn read_node_file(root: &Root, path: &Path) -> Result<Vec<u8>, ReadError> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
+    let pinned = match open_flags(path, nix::libc::O_PATH) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A dangling link that leads outside says so rather than "missing".
+            if exists(path) && !root.contains_real(path)? {
+                return Err(ReadError::OutsideRoot);
+            }
+            return Err(ReadError::Missing);
+        }
         Err(e) => return Err(ReadError::Io(e)),
     };
-    // Any component may be a symlink (a linked pki/etcd directory), not only the last one: the
-    // real location must stay under the root, or kubeadm-certd would read and write elsewhere.
-    let _ = meta;
-    if !root.contains_real(path)? {
+    let fd_path = format!("/proc/self/fd/{}", pinned.as_raw_fd());
+    let inside = match std::fs::read_link(&fd_path) {
+        Ok(real) => real.starts_with(root.canonical()?),
+        Err(_) => root.contains_real(path)?,
+    };
+    if !inside {
         return Err(ReadError::OutsideRoot);
     }
-    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. The
-    // type is checked on the opened descriptor, so a swap after the check cannot fool it.
-    let f = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Missing),
-        Err(e) => return Err(ReadError::Io(e)),
-    };
-    let meta = f.metadata()?;
+    let meta = pinned.metadata()?;
     if !meta.is_file() {
         return Err(ReadError::NotRegular);
     }
     if meta.len() > MAX_NODE_FILE {
         return Err(ReadError::TooLarge);
     }
+    // Reopening through /proc opens the pinned inode itself; without /proc, open the path
+    // and make sure it is still the same file.
+    let f = match open_flags(
+        Path::new(&fd_path),
+        nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY,
+    ) {
+        Ok(f) => f,
+        Err(_) => {
+            let f = open_flags(path, nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)?;
+            let now = f.metadata()?;
+            if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
+                return Err(ReadError::Io(std::io::Error::other(
+                    "the file was replaced while it was read",
+                )));
+            }
+            f
+        }
+    };
     let mut buf = Vec::with_capacity(meta.len() as usize);
     f.take(MAX_NODE_FILE + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_NODE_FILE {
         return Err(ReadError::TooLarge);
     }
     Ok(buf)
+}
+
+fn open_flags(path: &Path, flags: i32) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags | nix::libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Read a node file whose symlinks are to be resolved below the root with chroot semantics

@@ -4,15 +4,34 @@
 //! they resolve below DIR, so a whole node can live in a temp dir.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
 
 /// A root directory under which host paths resolve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Root(PathBuf);
+#[derive(Debug, Clone)]
+pub struct Root(PathBuf, OnceLock<PathBuf>);
+
+/// Two roots are equal when their directories are, whether or not either was canonicalised.
+impl PartialEq for Root {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for Root {}
 
 impl Root {
     /// A root at `dir` (use `/` for the real host).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Root(dir.into())
+        Root(dir.into(), OnceLock::new())
+    }
+
+    /// The root with its symlinks resolved, computed once: every file read checks its real
+    /// location against it.
+    pub fn canonical(&self) -> std::io::Result<&Path> {
+        if let Some(p) = self.1.get() {
+            return Ok(p);
+        }
+        let real = self.0.canonicalize()?;
+        Ok(self.1.get_or_init(|| real))
     }
 
     /// The root directory itself.
@@ -126,11 +145,11 @@ impl Root {
     /// Whether the real location of `path` (following symlinks) stays under the root.
     /// Missing files are judged by their nearest existing ancestor.
     pub fn contains_real(&self, path: &Path) -> std::io::Result<bool> {
-        let root = self.0.canonicalize()?;
+        let root = self.canonical()?;
         let mut probe = path.to_path_buf();
         loop {
             match probe.canonicalize() {
-                Ok(real) => return Ok(real.starts_with(&root)),
+                Ok(real) => return Ok(real.starts_with(root)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     if !probe.pop() {
                         return Ok(false);

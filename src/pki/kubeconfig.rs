@@ -78,9 +78,6 @@ pub fn parse(text: &str) -> Result<Kubeconfig, KubeconfigError> {
     for list in ["clusters", "contexts", "users"] {
         unique_names(&doc, list)?;
     }
-    for list in ["clusters", "contexts", "users"] {
-        unique_names(&doc, list)?;
-    }
     let current = s(&doc, "current-context")
         .filter(|c| !c.is_empty())
         .ok_or_else(|| st("has no current-context".into()))?;

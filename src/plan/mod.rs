@@ -206,9 +206,7 @@ fn decide(
             h.name
         ));
     }
-    let wanted = now + settings.certificate_validity;
-    let clamped = wanted > ca_cert.not_after;
-    let new_not_after = if clamped { ca_cert.not_after } else { wanted };
+    let (new_not_after, clamped) = new_validity(ca_cert, settings, now);
     // Only for `due` (the daemon, `renew due`): naming a certificate still forces it.
     if sel == &Selection::Due {
         if let Some(hold) = guard::no_gain(
@@ -225,6 +223,46 @@ fn decide(
         new_not_after,
         clamped,
     }
+}
+
+/// When a certificate issued at `now` would end, and whether the CA's end clamped it.
+fn new_validity(
+    ca_cert: &crate::pki::inspect::CertInfo,
+    settings: &Settings,
+    now: OffsetDateTime,
+) -> (OffsetDateTime, bool) {
+    let wanted = now + settings.certificate_validity;
+    let clamped = wanted > ca_cert.not_after;
+    (if clamped { ca_cert.not_after } else { wanted }, clamped)
+}
+
+/// Whether `e` is due and its CA's runway is too short for a renewal to gain anything: the
+/// cheap precondition of [`Hold::NoGain`](guard::Hold::NoGain), without the signature checks
+/// of a full [`plan`].
+pub fn due_without_gain(
+    scan: &Scan,
+    e: &crate::plan::scan::CertEntry,
+    settings: &Settings,
+    now: OffsetDateTime,
+) -> bool {
+    let (Ok(Some(l)), Some(ca_cert)) = (
+        &e.state,
+        scan.ca(e.handler.ca).and_then(|c| c.cert.as_ref()),
+    ) else {
+        return false;
+    };
+    if !is_due(l.leaf.not_after, now, settings.renew_before) {
+        return false;
+    }
+    let (new_not_after, _) = new_validity(ca_cert, settings, now);
+    guard::no_gain(
+        l.leaf.not_after,
+        new_not_after,
+        e.handler.ca,
+        ca_cert.not_after,
+        settings.check_interval,
+    )
+    .is_some()
 }
 
 /// Who uses which host file, as far as the manifests say.
