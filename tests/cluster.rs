@@ -72,11 +72,16 @@ fn lock_is_exclusive_between_two_nodes() {
         &settings(|s| s.lock_timeout = Duration::from_secs(3)),
     );
     let p1 = c1
-        .acquire("cp1", &never, now(), &|_| {})
+        .acquire("cp1", &never, now(), &|_, _| {})
         .expect("cp1 wins the free lock");
     assert!(!p1.is_break_glass());
     let seen = std::sync::Mutex::new(Vec::<String>::new());
-    let on_wait = |h: &str| seen.lock().unwrap().push(h.to_string());
+    let on_wait = |h: &str, _waited: Duration| {
+        let mut seen = seen.lock().unwrap();
+        if seen.last().map(String::as_str) != Some(h) {
+            seen.push(h.to_string());
+        }
+    };
     match c2.acquire("cp2", &never, now(), &on_wait) {
         Err(Wait::Timeout { holder, .. }) => assert_eq!(holder.as_deref(), Some("cp1")),
         Err(w) => panic!("expected a timeout naming cp1, got {w}"),
@@ -90,7 +95,7 @@ fn lock_is_exclusive_between_two_nodes() {
     std::thread::scope(|s| {
         let c2b = coord(&c.nodes[1], &settings(|_| {}));
         let t = s.spawn(move || {
-            let p = c2b.acquire("cp2", &never, now(), &|_| {}).map(|p| {
+            let p = c2b.acquire("cp2", &never, now(), &|_, _| {}).map(|p| {
                 let lost = p.lost();
                 p.release().unwrap();
                 lost
@@ -120,7 +125,7 @@ fn works_with_one_member_stopped_including_the_local_one() {
     // cp1's own member is down: its manifest's URL is dead, the others still lead in.
     let c1 = coord(&c.nodes[0], &settings(|_| {}));
     let p = c1
-        .acquire("cp1", &never, now(), &|_| {})
+        .acquire("cp1", &never, now(), &|_, _| {})
         .expect("lock with one member down");
     // Keep-alives must go to the live members for longer than the TTL.
     std::thread::sleep(Duration::from_secs(8));
@@ -143,7 +148,7 @@ fn member_going_down_mid_hold_keeps_the_lease() {
         return;
     };
     let c1 = coord(&c.nodes[0], &settings(|_| {}));
-    let p = c1.acquire("cp1", &never, now(), &|_| {}).unwrap();
+    let p = c1.acquire("cp1", &never, now(), &|_, _| {}).unwrap();
     // The local member goes down during its own restart, then comes back.
     c.nodes[0].stop();
     std::thread::sleep(Duration::from_secs(8));
@@ -166,7 +171,7 @@ fn child_holds_lock() {
     let co = Coordinator::connect(&paths, &settings(|_| {}))
         .unwrap()
         .unwrap();
-    let p = co.acquire("cp3", &never, now(), &|_| {}).unwrap();
+    let p = co.acquire("cp3", &never, now(), &|_, _| {}).unwrap();
     println!("HELD");
     std::thread::sleep(Duration::from_secs(600));
     drop(p);
@@ -191,14 +196,14 @@ fn dead_holder_is_replaced_after_the_ttl() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(matches!(
-        c1.acquire("cp1", &never, now(), &|_| {}),
+        c1.acquire("cp1", &never, now(), &|_, _| {}),
         Err(Wait::Timeout { holder: Some(h), .. }) if h == "cp3"
     ));
     child.kill().unwrap(); // SIGKILL: no release, the lease must expire
     child.wait().unwrap();
     let c1 = coord(&c.nodes[0], &settings(|_| {}));
     let p = c1
-        .acquire("cp1", &never, now(), &|_| {})
+        .acquire("cp1", &never, now(), &|_, _| {})
         .expect("the lock passes on once the dead holder's lease expires");
     assert_eq!(c1.status().unwrap().queue[0].node, "cp1");
     p.release().unwrap();
@@ -210,7 +215,7 @@ fn quorum_guard_defers_naming_the_stopped_member_then_allows() {
         return;
     };
     let c1 = coord(&c.nodes[0], &settings(|_| {}));
-    let p = c1.acquire("cp1", &never, now(), &|_| {}).unwrap();
+    let p = c1.acquire("cp1", &never, now(), &|_, _| {}).unwrap();
     p.etcd_guard().expect("all healthy: allowed");
     c.nodes[2].stop();
     // Every answer defers and names cp3; while the others elect a new leader (if cp3 led)
@@ -244,7 +249,7 @@ fn halt_blocks_every_node_until_cleared() {
     let Some(c) = Cluster::start() else { return };
     let c1 = coord(&c.nodes[0], &settings(|_| {}));
     let c2 = coord(&c.nodes[1], &settings(|_| {}));
-    let p = c1.acquire("cp1", &never, now(), &|_| {}).unwrap();
+    let p = c1.acquire("cp1", &never, now(), &|_, _| {}).unwrap();
     p.halt(
         "kube-apiserver",
         "did not come back healthy; rolled back",
@@ -261,7 +266,7 @@ fn halt_blocks_every_node_until_cleared() {
         ("cp1", "kube-apiserver")
     );
     assert!(OffsetDateTime::parse(&h.time, &time::format_description::well_known::Rfc3339).is_ok());
-    match c2.acquire("cp2", &never, now(), &|_| {}) {
+    match c2.acquire("cp2", &never, now(), &|_, _| {}) {
         Err(Wait::Halted(got)) => assert_eq!(got, h),
         Err(w) => panic!("expected halted, got {w}"),
         Ok(_) => panic!("cp2 got the lock despite the halt"),
@@ -270,7 +275,7 @@ fn halt_blocks_every_node_until_cleared() {
     assert!(c2.clear_halt().unwrap());
     assert!(!c2.clear_halt().unwrap());
     assert!(c1.halt_record().unwrap().is_none());
-    c2.acquire("cp2", &never, now(), &|_| {})
+    c2.acquire("cp2", &never, now(), &|_, _| {})
         .unwrap()
         .release()
         .unwrap();
@@ -290,7 +295,7 @@ fn break_glass_with_every_member_down_then_relock_when_quorum_returns() {
         n.stop();
     }
     // Not due yet: the lock timeout comes first and says when break glass is due.
-    match c1.acquire("cp1", &never, now(), &|_| {}) {
+    match c1.acquire("cp1", &never, now(), &|_, _| {}) {
         Err(Wait::Unreachable { break_glass_in, .. }) => {
             assert!(break_glass_in <= Duration::from_secs(3))
         }
@@ -300,7 +305,7 @@ fn break_glass_with_every_member_down_then_relock_when_quorum_returns() {
     let s = settings(|s| s.break_glass_after = Duration::from_secs(3));
     let c1 = coord(&c.nodes[0], &s);
     let mut p = c1
-        .acquire("cp1", &never, now(), &|_| {})
+        .acquire("cp1", &never, now(), &|_, _| {})
         .expect("break glass");
     assert!(p.is_break_glass());
     p.etcd_guard().expect("break glass restarts etcd too");
@@ -325,10 +330,10 @@ fn cancel_is_honoured_within_a_second() {
     let Some(c) = Cluster::start() else { return };
     let c1 = coord(&c.nodes[0], &settings(|_| {}));
     let c2 = coord(&c.nodes[1], &settings(|_| {}));
-    let p = c1.acquire("cp1", &never, now(), &|_| {}).unwrap();
+    let p = c1.acquire("cp1", &never, now(), &|_, _| {}).unwrap();
     let stop_at = Instant::now() + Duration::from_secs(2);
     let cancel = || Instant::now() >= stop_at;
-    let r = c2.acquire("cp2", &cancel, now(), &|_| {});
+    let r = c2.acquire("cp2", &cancel, now(), &|_, _| {});
     assert!(matches!(r, Err(Wait::Cancelled)));
     assert!(
         stop_at.elapsed() < Duration::from_secs(1),
@@ -428,7 +433,7 @@ fn single_member_cluster_is_not_coordinated() {
     );
     let forced = Coordinator::connect(&paths, &settings(|s| s.mode = Mode::Etcd)).unwrap();
     let co = forced.expect("mode etcd coordinates even a single member");
-    co.acquire("cp1", &never, now(), &|_| {})
+    co.acquire("cp1", &never, now(), &|_, _| {})
         .unwrap()
         .release()
         .unwrap();

@@ -528,3 +528,64 @@ fn break_glass_restarts_without_quorum_and_says_so() {
     let log = ds[0].log_text();
     assert!(log.contains("break glass"), "{log}");
 }
+
+#[test]
+fn a_long_wait_for_the_lock_shows_in_the_metrics_while_it_lasts() {
+    use kubeadm_certd::cluster::settings::Coordination;
+    use kubeadm_certd::cluster::Coordinator;
+    let Some(ha) = Ha::start() else { return };
+    let t0 = SystemTime::now();
+    // Node 3 holds the lock, taken through the library as its daemon would take it.
+    let s = Coordination {
+        lock_ttl: Duration::from_secs(5),
+        lock_timeout: Duration::from_secs(60),
+        ..Coordination::default()
+    };
+    let holder = Coordinator::connect(&ha.node(2).paths(), &s)
+        .expect("connect")
+        .expect("coordinated");
+    let now = time::OffsetDateTime::now_utc();
+    let permit = holder
+        .acquire("cp3", &|| false, now, &|_, _| {})
+        .expect("the free lock");
+    let ds = ha.daemons(&[0], COORD);
+    // While node 1 waits, its wait gauge grows past 6 s (LockWaitTooLong can fire during the
+    // wait, not only after it), and it restarts nothing.
+    let prom = ha.node(0).root.join("var/lib/kubeadm-certd/metrics.prom");
+    let waited = |t: &str| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("kubeadm_certd_lock_wait_seconds "))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let grew = KubeletHarness::wait_until(LIMIT, || {
+        std::fs::read_to_string(&prom).is_ok_and(|t| waited(&t).is_some_and(|w| w >= 6.0))
+    });
+    let text = std::fs::read_to_string(&prom).unwrap_or_default();
+    assert!(
+        grew,
+        "no growing lock wait in\n{text}\n{}",
+        ds[0].log_text()
+    );
+    assert!(
+        text.lines().any(|l| l == "kubeadm_certd_lock_held 0"),
+        "{text}"
+    );
+    for f in FILES {
+        assert_eq!(
+            ha.stops(0, f, t0),
+            0,
+            "{f} restarted while cp3 held the lock"
+        );
+    }
+    assert!(
+        ds[0]
+            .log_text()
+            .contains("waiting for the restart lock, held by cp3"),
+        "{}",
+        ds[0].log_text()
+    );
+    permit.release().expect("release");
+    let refs: Vec<&Daemon> = ds.iter().collect();
+    ha.wait_restarted(0, &FILES, t0, &refs);
+    ha.wait_metric(0, "kubeadm_certd_lock_held 0");
+}

@@ -58,7 +58,8 @@ pub struct Counters {
 /// HA coordination (issue 11): the restart lock, the halt record, etcd's health.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ClusterGauges {
-    /// How long the last lock acquisition waited, in milliseconds.
+    /// How long the last lock acquisition waited, or the current one has waited so far, in
+    /// milliseconds.
     pub lock_wait_ms: u64,
     /// Whether this node holds the restart lock now.
     pub lock_held: bool,
@@ -329,7 +330,7 @@ fn cluster_gauges(o: &mut Out, g: &ClusterGauges) {
     let rows: [(&str, &str, String); 4] = [
         (
             "kubeadm_certd_lock_wait_seconds",
-            "How long the last acquisition of the cluster-wide restart lock waited.",
+            "How long the current wait for the cluster-wide restart lock has lasted (updated every few seconds), or how long the last acquisition waited.",
             format!("{:.3}", g.lock_wait_ms as f64 / 1000.0),
         ),
         (

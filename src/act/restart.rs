@@ -53,8 +53,14 @@ pub enum Sequence {
 /// The coordination's progress, for sd_notify and the metrics.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    /// Waiting for the restart lock, held by this node.
-    Waiting(String),
+    /// Waiting for the restart lock: who holds it, and how long this node has waited so far
+    /// (reported every few seconds while the wait lasts).
+    Waiting {
+        /// The node holding the lock.
+        holder: String,
+        /// The wait so far.
+        waited: Duration,
+    },
     /// The lock was won after this long (zero for break glass).
     Acquired(Duration),
     /// The lock was given back.
@@ -92,8 +98,11 @@ pub fn restart_coordinated(
         cancel.is_cancelled()
     };
     let node = coord.node_name();
-    let mut permit = match coord.acquire(&node, &stop, clock(), &|h| {
-        progress(Progress::Waiting(h.to_string()))
+    let mut permit = match coord.acquire(&node, &stop, clock(), &|h, waited| {
+        progress(Progress::Waiting {
+            holder: h.to_string(),
+            waited,
+        })
     }) {
         Ok(p) => p,
         Err(Wait::Cancelled) => {

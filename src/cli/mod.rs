@@ -84,3 +84,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo { .. } | Command::GenerateAssets { .. } | Command::Standin { .. } => Ok(()),
     }
 }
+
+/// For `renew` and `restart`: one line each time another node is found holding the cluster
+/// restart lock (not at every look while the same node holds it).
+fn lock_wait_printer() -> impl Fn(crate::act::restart::Progress) {
+    let last = std::cell::RefCell::new(String::new());
+    move |p| {
+        if let crate::act::restart::Progress::Waiting { holder, .. } = p {
+            if *last.borrow() != holder {
+                println!("Waiting for the cluster-wide restart lock, held by {holder}");
+                *last.borrow_mut() = holder;
+            }
+        }
+    }
+}

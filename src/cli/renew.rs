@@ -233,11 +233,7 @@ fn report_outcome(
             "Restarting static pods so that they load the new certificates: {}",
             restarts.join(", ")
         );
-        let progress = |p: crate::act::restart::Progress| {
-            if let crate::act::restart::Progress::Waiting(h) = p {
-                println!("Waiting for the cluster-wide restart lock, held by {h}");
-            }
-        };
+        let progress = super::lock_wait_printer();
         let seq = crate::act::restart::restart_after(
             &ctx.paths,
             &ctx.settings,

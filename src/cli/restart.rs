@@ -1,7 +1,7 @@
 //! `restart`: restart named static pods by parking their manifests, one at a time, verified;
 //! on an HA control plane under the cluster-wide restart lock.
 
-use crate::act::restart::{restart_coordinated, Progress, Sequence};
+use crate::act::restart::{restart_coordinated, Sequence};
 use crate::act::staticpods::restart::parse_components;
 use crate::context::{cancel_on_signals, now, Ctx};
 use anyhow::{bail, Result};
@@ -11,11 +11,7 @@ pub fn run(ctx: &Ctx, components: &[String]) -> Result<()> {
     let cancel = cancel_on_signals();
     let _l = ctx.lock_and_recover(&cancel)?;
     let comps = parse_components(&ctx.paths, components)?;
-    let progress = |p: Progress| {
-        if let Progress::Waiting(h) = p {
-            println!("Waiting for the cluster-wide restart lock, held by {h}");
-        }
-    };
+    let progress = super::lock_wait_printer();
     let seq = restart_coordinated(
         &ctx.paths,
         &ctx.settings,

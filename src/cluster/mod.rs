@@ -304,14 +304,15 @@ impl Coordinator {
 
     /// Take the restart lock for `node`'s whole restart sequence. Waits at most lockTimeout
     /// (then [`Wait::Timeout`]); refuses while a halt stands; with no quorum reachable for
-    /// breakGlassAfter returns a break-glass permit. `on_wait` is told the holder's name
-    /// whenever it changes while waiting.
+    /// breakGlassAfter returns a break-glass permit. While another node holds the lock,
+    /// `on_wait` is told its name and how long this node has waited, at every look at the
+    /// queue (every few seconds), so that a long wait shows before it ends.
     pub fn acquire(
         &self,
         node: &str,
         cancel: &dyn Fn() -> bool,
         now: OffsetDateTime,
-        on_wait: &dyn Fn(&str),
+        on_wait: &dyn Fn(&str, Duration),
     ) -> Result<Permit<'_>, Wait> {
         let start = Instant::now();
         let deadline = start + self.settings.lock_timeout;
@@ -361,12 +362,14 @@ impl Coordinator {
                     next_look = tokio::time::Instant::now() + Duration::from_secs(5);
                     if let Ok(q) = lock::queue(&self.pool).await {
                         let h = q.first().map(|h| h.node.clone()).unwrap_or_default();
-                        if h != last_holder && !h.is_empty() && h != node {
-                            tracing::info!(
-                                MESSAGE_ID = MSG_LOCK_WAIT,
-                                "waiting for the restart lock, held by {h}"
-                            );
-                            on_wait(&h);
+                        if !h.is_empty() && h != node {
+                            if h != last_holder {
+                                tracing::info!(
+                                    MESSAGE_ID = MSG_LOCK_WAIT,
+                                    "waiting for the restart lock, held by {h}"
+                                );
+                            }
+                            on_wait(&h, start.elapsed());
                         }
                         last_holder = h;
                     }

@@ -54,7 +54,7 @@ impl Permit<'_> {
         if !matches!(quick, Some(Ok(_))) {
             return Ok(());
         }
-        let mut p = self.coord.acquire(&self.node, cancel, now, &|_| {})?;
+        let mut p = self.coord.acquire(&self.node, cancel, now, &|_, _| {})?;
         self.held = p.held.take();
         p.released = true;
         Ok(())

@@ -12,9 +12,13 @@ use std::cell::RefCell;
 pub fn progress(g: &RefCell<ClusterGauges>, p: Progress) {
     let mut g = g.borrow_mut();
     match p {
-        Progress::Waiting(h) => super::notify::status(&format!(
-            "waiting for the cluster-wide restart lock, held by {h}"
-        )),
+        Progress::Waiting { holder, waited } => {
+            // The gauge grows while the wait lasts, so LockWaitTooLong can fire during it.
+            g.lock_wait_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+            super::notify::status(&format!(
+                "waiting for the cluster-wide restart lock, held by {holder}"
+            ))
+        }
         Progress::Acquired(w) => {
             g.lock_held = true;
             g.lock_wait_ms = u64::try_from(w.as_millis()).unwrap_or(u64::MAX);
@@ -45,4 +49,29 @@ pub fn refresh_gauges(paths: &NodePaths, settings: &Settings, counters: &mut Cou
     g.lock_held = false;
     g.halt_present = matches!(coord.halt_record(), Ok(Some(_)));
     g.members_healthy = coord.healthy_members().unwrap_or(0) as u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_wait_gauge_grows_while_waiting_and_keeps_the_final_wait() {
+        let g = RefCell::new(ClusterGauges::default());
+        let wait = |s| Progress::Waiting {
+            holder: "cp3".into(),
+            waited: Duration::from_secs(s),
+        };
+        progress(&g, wait(5));
+        progress(&g, wait(10));
+        assert_eq!(g.borrow().lock_wait_ms, 10_000);
+        assert!(!g.borrow().lock_held);
+        progress(&g, Progress::Acquired(Duration::from_millis(12_500)));
+        assert_eq!(g.borrow().lock_wait_ms, 12_500);
+        assert!(g.borrow().lock_held);
+        progress(&g, Progress::Released);
+        assert!(!g.borrow().lock_held);
+        assert_eq!(g.borrow().lock_wait_ms, 12_500);
+    }
 }
