@@ -39,6 +39,8 @@ pub enum NoticeKind {
     BlockedByCa,
     /// A due certificate renewed by the daemon within a day (warning).
     RecentlyRenewed,
+    /// Such a certificate renewed anyway: it would expire before the hold ends (warning).
+    RecentlyRenewedExpiring,
     /// A component's restart budget is spent (error).
     RestartBudget,
 }
@@ -101,6 +103,13 @@ impl Notice {
                 MESSAGE_ID = logging::MSG_RECENTLY_RENEWED,
                 ACTION = "renew",
                 RESULT = "held",
+                CERT_NAME = s,
+                "{t}"
+            ),
+            NoticeKind::RecentlyRenewedExpiring => tracing::warn!(
+                MESSAGE_ID = logging::MSG_RECENTLY_RENEWED,
+                ACTION = "renew",
+                RESULT = "expiring",
                 CERT_NAME = s,
                 "{t}"
             ),
@@ -177,22 +186,35 @@ pub fn hold(
     paths: &NodePaths,
     plan: &mut Plan,
     now: OffsetDateTime,
+    check_interval: std::time::Duration,
     counters: &mut Counters,
 ) -> Vec<Notice> {
     force_due_hook(plan, now);
     let mut out = Vec::new();
     let memory = stamps::read_renewed(paths);
-    for (name, at) in guard::hold_recent(plan, &memory, now) {
-        out.push(Notice::new(
-            NoticeKind::RecentlyRenewed,
-            format!("recently-renewed:{name}"),
-            name,
-            format!(
-                "{name} is due again, but the daemon renewed it at {}, less than {} ago; not renewing it again (a loop breaker: check renewBefore, certificateValidity and the CA's end date)",
-                rfc3339(at),
-                human_duration(guard::RENEWAL_MEMORY)
-            ),
-        ));
+    for r in guard::hold_recent(plan, &memory, now, check_interval) {
+        let (name, at) = (r.name, rfc3339(r.at));
+        let memory = human_duration(guard::RENEWAL_MEMORY);
+        out.push(if r.held {
+            Notice::new(
+                NoticeKind::RecentlyRenewed,
+                format!("recently-renewed:{name}"),
+                name,
+                format!(
+                    "{name} is due again, but the daemon renewed it at {at}, less than {memory} ago; not renewing it again (a loop breaker: check renewBefore, certificateValidity and the CA's end date)"
+                ),
+            )
+        } else {
+            let ends = r.not_after.map(rfc3339).unwrap_or_default();
+            Notice::new(
+                NoticeKind::RecentlyRenewedExpiring,
+                format!("recently-renewed-expiring:{name}"),
+                name,
+                format!(
+                    "{name} was renewed by the daemon at {at}, but the certificate on disk now ends at {ends}, before the {memory} loop breaker would let it go (put back by hand or from a backup?); renewing it anyway rather than letting it expire"
+                ),
+            )
+        });
     }
     counters.guard.blocked_by_ca.clear();
     for i in &plan.items {

@@ -92,7 +92,13 @@ pub fn run(
     let mut plan = plan::plan(&scan, &Selection::Due, settings, now);
     // Guard rails (issue 12): the clock, the renewal memory, no gain, the restart budget.
     let (clock_ok, clock) = guard::clock_allows(&scan, settings, now, &Kernel, &mut state.counters);
-    let mut notices = guard::hold(paths, &mut plan, now, &mut state.counters);
+    let mut notices = guard::hold(
+        paths,
+        &mut plan,
+        now,
+        settings.check_interval,
+        &mut state.counters,
+    );
     notices.extend(clock);
     state.counters.refused = standing::refusals(&scan, &plan, &mut state.conditions, now);
     standing::skipped_but_due(&plan, settings, &mut state.conditions, now);

@@ -58,25 +58,55 @@ pub fn recently_renewed(last: Option<OffsetDateTime>, now: OffsetDateTime) -> Op
     (now - at < RENEWAL_MEMORY).then_some(Hold::RecentlyRenewed { at })
 }
 
-/// Turn renewals of recently renewed certificates into holds; returns the held names.
+/// A due certificate the daemon renewed less than [`RENEWAL_MEMORY`] ago.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recent {
+    /// The certificate.
+    pub name: &'static str,
+    /// When the daemon renewed it.
+    pub at: OffsetDateTime,
+    /// The NotAfter of the certificate on disk now.
+    pub not_after: Option<OffsetDateTime>,
+    /// Held back (a loop), or renewed anyway because it would expire before the hold ends.
+    pub held: bool,
+}
+
+/// Turn renewals of recently renewed certificates into holds. The loop breaker must not cause
+/// the outage it guards against: a certificate that would expire before the hold ends (plus
+/// `margin`, one check interval) is renewed anyway. The daemon's own renewals never end that
+/// soon (the config and no-gain guards refuse it), so that is a certificate put back by
+/// hand or by a restored backup, not a loop.
 pub fn hold_recent(
     plan: &mut Plan,
     memory: &BTreeMap<String, OffsetDateTime>,
     now: OffsetDateTime,
-) -> Vec<(&'static str, OffsetDateTime)> {
-    let mut held = Vec::new();
+    margin: Duration,
+) -> Vec<Recent> {
+    let mut out = Vec::new();
     for i in &mut plan.items {
         if !matches!(i.decision, Decision::Renew { .. }) {
             continue;
         }
-        if let Some(h) = recently_renewed(memory.get(i.handler.name).copied(), now) {
-            if let Hold::RecentlyRenewed { at } = h {
-                held.push((i.handler.name, at));
-            }
-            i.decision = Decision::Skip(Skip::Held(h));
+        let Some(Hold::RecentlyRenewed { at }) =
+            recently_renewed(memory.get(i.handler.name).copied(), now)
+        else {
+            continue;
+        };
+        let expires_while_held = i
+            .old_not_after
+            .is_some_and(|t| t <= at + RENEWAL_MEMORY + margin);
+        let held = !expires_while_held;
+        if held {
+            i.decision = Decision::Skip(Skip::Held(Hold::RecentlyRenewed { at }));
         }
+        out.push(Recent {
+            name: i.handler.name,
+            at,
+            not_after: i.old_not_after,
+            held,
+        });
     }
-    held
+    out
 }
 
 /// Restarts inside the window ending at `now`.

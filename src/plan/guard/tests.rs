@@ -179,3 +179,53 @@ fn retention_keeps_newest_count_age_and_needed() {
     let r = retention(&sets[5..6], 10, D, now, &BTreeMap::new());
     assert_eq!(r, vec![Some(Keep::Newest)]);
 }
+
+#[test]
+fn the_loop_breaker_holds_a_renewed_certificate_unless_it_would_expire_while_held() {
+    use crate::pki::table::HANDLERS;
+    use crate::plan::Item;
+    let now = datetime!(2026-11-29 12:00 UTC);
+    let at = now - 2 * H;
+    let item = |name: &str, not_after| Item {
+        handler: HANDLERS.iter().find(|h| h.name == name).unwrap(),
+        old_not_after: Some(not_after),
+        decision: Decision::Renew {
+            new_not_after: now + 365 * D,
+            clamped: false,
+        },
+    };
+    let mut plan = Plan {
+        items: vec![
+            // Due again two hours after the daemon renewed it, 20 days left: a loop; hold.
+            item("apiserver", now + 20 * D),
+            // Put back by hand, ending in 10 hours: expires before the hold ends; renew.
+            item("front-proxy-client", now + 10 * H),
+            // Never renewed by the daemon: untouched.
+            item("admin.conf", now + 20 * D),
+        ],
+        unknown: Vec::new(),
+    };
+    let mut memory = BTreeMap::new();
+    memory.insert("apiserver".to_string(), at);
+    memory.insert("front-proxy-client".to_string(), at);
+    let r = hold_recent(&mut plan, &memory, now, H);
+    assert_eq!(
+        r.iter().map(|r| (r.name, r.held)).collect::<Vec<_>>(),
+        [("apiserver", true), ("front-proxy-client", false)]
+    );
+    assert_eq!(
+        plan.items[0].decision,
+        Decision::Skip(Skip::Held(Hold::RecentlyRenewed { at }))
+    );
+    assert!(matches!(plan.items[1].decision, Decision::Renew { .. }));
+    assert!(matches!(plan.items[2].decision, Decision::Renew { .. }));
+    // The margin counts: ending just after the hold plus one interval is still held.
+    let mut plan = Plan {
+        items: vec![item(
+            "apiserver",
+            at + RENEWAL_MEMORY + H + Duration::from_secs(1),
+        )],
+        unknown: Vec::new(),
+    };
+    assert!(hold_recent(&mut plan, &memory, now, H)[0].held);
+}
