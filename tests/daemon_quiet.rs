@@ -367,3 +367,55 @@ fn regex_like_offsetdatetime(s: &str) -> Option<String> {
         .find(|l| l.contains(" +00:00:00") || l.contains(" +00:00:00\""))
         .map(str::to_string)
 }
+
+/// SIGTERM while the daemon reads from etcd members that accept connections but never answer
+/// (a partitioned or hung node): the reads give up at the stop request instead of waiting out
+/// each member's 2 s timeout in turn.
+#[test]
+fn sigterm_while_etcd_members_do_not_answer() {
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut urls = Vec::new();
+    for _ in 0..3 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        urls.push(format!("https://{}", l.local_addr().unwrap()));
+        let n = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in l.incoming().map_while(Result::ok) {
+                n.fetch_add(1, Ordering::SeqCst);
+                held.push(s); // never read from, never written to
+            }
+        });
+    }
+    let d = node(300);
+    let cfg = config(
+        d.path(),
+        &format!(
+            "checkInterval: 1h\ncoordination:\n  mode: etcd\n  etcd:\n    endpoints: [{}]\n",
+            urls.join(", ")
+        ),
+    );
+    let daemon = Daemon::start(d.path(), &cfg, &[]);
+    assert!(
+        wait_for(Duration::from_secs(20), || accepted.load(Ordering::SeqCst)
+            > 0),
+        "the daemon never reached the etcd endpoints: {}",
+        daemon.text()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    daemon.signal(Signal::SIGTERM);
+    let mut daemon = daemon;
+    let exited = wait_for(Duration::from_secs(10), || {
+        daemon.child.try_wait().unwrap().is_some()
+    });
+    let took = sent.elapsed();
+    assert!(exited, "still running after SIGTERM: {}", daemon.text());
+    assert!(
+        took < Duration::from_secs(2),
+        "SIGTERM took {took:?} while etcd did not answer (3 members x 2 s before the fix)\n{}",
+        daemon.text()
+    );
+}

@@ -84,7 +84,12 @@ pub fn restart_coordinated(
         error,
     };
     let opts = RestartOpts::from_node(paths, settings, cancel).map_err(early)?;
-    let coord = match Coordinator::connect(paths, &settings.coordination) {
+    let c = cancel.clone();
+    let coord = match Coordinator::connect_with(
+        paths,
+        &settings.coordination,
+        std::sync::Arc::new(move || c.is_cancelled()),
+    ) {
         Ok(Some(c)) => c,
         Ok(None) => {
             return Ok(Sequence::Done(restart_all(

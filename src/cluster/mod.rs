@@ -43,6 +43,8 @@ pub const MSG_LOCK_LOST: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b327";
 
 /// How often blocking waits look at the cancel check.
 const CANCEL_POLL: Duration = Duration::from_millis(200);
+/// The error of a read cut short by a stop request.
+pub const INTERRUPTED: &str = "interrupted by a stop request";
 
 pub use permit::Permit;
 pub use quorum::Deferral;
@@ -96,7 +98,15 @@ pub struct Coordinator {
     pool: Arc<Pool>,
     settings: Coordination,
     view: LocalView,
+    /// A stop request: reads give up at once instead of waiting out an unanswering member.
+    stop: StopFn,
 }
+
+/// Whether the caller has been asked to stop (a SIGTERM in the daemon).
+pub type StopFn = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How long a cancellable call may take at most; each etcd request has its own, shorter bound.
+const CALL_BOUND: Duration = Duration::from_secs(120);
 
 /// Since when no quorum could be reached, across connections: one process serves one node,
 /// and each restart sequence connects anew, so the break-glass clock lives here.
@@ -126,6 +136,18 @@ impl Coordinator {
         paths: &crate::node::NodePaths,
         settings: &Coordination,
     ) -> Result<Option<Coordinator>> {
+        Self::connect_with(paths, settings, Arc::new(|| false))
+    }
+
+    /// [`connect`](Self::connect) for a process that may be asked to stop: reads (member
+    /// lists, health, the halt record, the lock's lease) give up within a fraction of a second
+    /// of `stop` turning true, rather than after an unanswering member's timeout. Releasing
+    /// the lock and writing a halt record are never cut short.
+    pub fn connect_with(
+        paths: &crate::node::NodePaths,
+        settings: &Coordination,
+        stop: StopFn,
+    ) -> Result<Option<Coordinator>> {
         if settings.mode == Mode::None {
             return Ok(None);
         }
@@ -147,7 +169,9 @@ impl Coordinator {
             .context("starting the etcd client runtime")?;
         let identity = endpoints::Identity::resolve(paths, settings);
         let pool = Arc::new(Pool::new(seeds, identity));
-        let members = rt.block_on(pool.refresh_members());
+        let members = rt
+            .block_on(race(pool.refresh_members(), CALL_BOUND, &*stop))
+            .ok_or_else(|| anyhow!(INTERRUPTED))?;
         let coordinate = match (&members, settings.mode) {
             (_, Mode::Etcd) => true,
             (Ok(ms), _) => ms.iter().filter(|m| !m.is_learner).count() > 1,
@@ -175,7 +199,15 @@ impl Coordinator {
             pool,
             settings: settings.clone(),
             view,
+            stop,
         }))
+    }
+
+    /// Run a read on the etcd runtime; gives up when a stop is asked for.
+    fn read<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+        self.rt
+            .block_on(race(f, CALL_BOUND, &*self.stop))
+            .unwrap_or_else(|| Err(anyhow!(INTERRUPTED)))
     }
 
     /// This node's name in the lock queue: the local etcd member's name, else the hostname.
@@ -204,7 +236,7 @@ impl Coordinator {
 
     /// Members' health, the lock queue and the halt record.
     pub fn status(&self) -> Result<ClusterStatus> {
-        self.rt.block_on(async {
+        self.read(async {
             let members = self.pool.health().await.map_err(|e| anyhow!(e))?;
             let queue = lock::queue(&self.pool).await?;
             let mut c = self.pool.working().await.map_err(|e| anyhow!(e))?;
@@ -219,7 +251,7 @@ impl Coordinator {
 
     /// The halt record, if one stands.
     pub fn halt_record(&self) -> Result<Option<Halt>> {
-        self.rt.block_on(async {
+        self.read(async {
             let mut c = self.pool.working().await.map_err(|e| anyhow!(e))?;
             halt::get(&mut c).await
         })
@@ -227,7 +259,7 @@ impl Coordinator {
 
     /// Remove the halt record; whether there was one.
     pub fn clear_halt(&self) -> Result<bool> {
-        self.rt.block_on(async {
+        self.read(async {
             let mut c = self.pool.working().await.map_err(|e| anyhow!(e))?;
             halt::clear(&mut c).await
         })
@@ -243,7 +275,9 @@ impl Coordinator {
 
     /// Number of voting members that answer Status (for the metrics).
     pub fn healthy_members(&self) -> Option<usize> {
-        let hs = self.rt.block_on(self.pool.health()).ok()?;
+        let hs = self
+            .read(async { self.pool.health().await.map_err(|e| anyhow!(e)) })
+            .ok()?;
         Some(
             hs.iter()
                 .filter(|h| !h.member.is_learner && h.status.is_ok())
@@ -335,7 +369,12 @@ impl Coordinator {
         };
         let lease = self
             .rt
-            .block_on(lock::grant(&self.pool, self.settings.lock_ttl, &holder))
+            .block_on(race(
+                lock::grant(&self.pool, self.settings.lock_ttl, &holder),
+                CALL_BOUND,
+                cancel,
+            ))
+            .ok_or(Wait::Cancelled)?
             .map_err(|e| Wait::Failed(format!("{e:#}")))?;
         let outcome = self.rt.block_on(async {
             let lock = lock::lock(&self.pool, &lease);

@@ -2,6 +2,7 @@
 //! the cluster-wide restart lock and who holds it, and the textfile carries the lock, halt and
 //! etcd-health gauges.
 
+use crate::act::cancel::Cancel;
 use crate::act::metrics::{ClusterGauges, Counters};
 use crate::act::restart::Progress;
 use crate::config::Settings;
@@ -28,14 +29,25 @@ pub fn progress(g: &RefCell<ClusterGauges>, p: Progress) {
     }
 }
 
-/// Refresh the halt and etcd-health gauges (coordinated nodes only).
-pub fn refresh_gauges(paths: &NodePaths, settings: &Settings, counters: &mut Counters) {
-    let coord = match crate::cluster::Coordinator::connect(paths, &settings.coordination) {
+/// Refresh the halt and etcd-health gauges (coordinated nodes only). A stop request cuts
+/// the etcd reads short and leaves the gauges as they were: an interrupted read says nothing
+/// about etcd.
+pub fn refresh_gauges(
+    paths: &NodePaths,
+    settings: &Settings,
+    counters: &mut Counters,
+    cancel: &Cancel,
+) {
+    let c = cancel.clone();
+    let stop = std::sync::Arc::new(move || c.is_cancelled());
+    let coord = match crate::cluster::Coordinator::connect_with(paths, &settings.coordination, stop)
+    {
         Ok(Some(c)) => c,
         Ok(None) => {
             counters.cluster = None;
             return;
         }
+        Err(_) if cancel.is_cancelled() => return,
         Err(_) => {
             // A coordinated node that reaches no etcd member: that is what the gauges must
             // show (no healthy member, no lock); the last halt seen stands until etcd answers.
@@ -45,10 +57,15 @@ pub fn refresh_gauges(paths: &NodePaths, settings: &Settings, counters: &mut Cou
             return;
         }
     };
+    let halt = coord.halt_record();
+    let healthy = coord.healthy_members();
+    if cancel.is_cancelled() {
+        return;
+    }
     let g = counters.cluster.get_or_insert_with(ClusterGauges::default);
     g.lock_held = false;
-    g.halt_present = matches!(coord.halt_record(), Ok(Some(_)));
-    g.members_healthy = coord.healthy_members().unwrap_or(0) as u64;
+    g.halt_present = matches!(halt, Ok(Some(_)));
+    g.members_healthy = healthy.unwrap_or(0) as u64;
 }
 
 #[cfg(test)]

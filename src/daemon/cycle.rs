@@ -140,7 +140,7 @@ pub fn run(
     standing::runway(&scan, settings, &mut state.conditions, now);
     standing::kubelet_conf(paths, &mut state.conditions, now);
     if settings.metrics_textfile.is_some() {
-        super::coordinate::refresh_gauges(paths, settings, &mut state.counters);
+        super::coordinate::refresh_gauges(paths, settings, &mut state.counters, cancel);
     }
     write_metrics(paths, settings, &scan, state, now, &mut rep);
     for (key, text) in state.conditions.end() {
