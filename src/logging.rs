@@ -32,6 +32,20 @@ pub const MSG_KUBELET_CLIENT_REVIVED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30e";
 /// MESSAGE_ID of a kubelet client certificate that needs reviving and was not revived (a
 /// worker without ca.key, the setting off, or a failure).
 pub const MSG_KUBELET_CLIENT_STUCK: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b30f";
+/// MESSAGE_ID (HA coordination): waiting for the restart lock.
+pub const MSG_LOCK_WAIT: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b321";
+/// MESSAGE_ID (HA coordination): the restart lock was acquired.
+pub const MSG_LOCK_ACQUIRED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b322";
+/// MESSAGE_ID (HA coordination): the restart lock was released.
+pub const MSG_LOCK_RELEASED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b323";
+/// MESSAGE_ID (HA coordination): a halt record was written, or blocks restarts.
+pub const MSG_HALT: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b324";
+/// MESSAGE_ID (HA coordination): the etcd restart was deferred by the quorum guard.
+pub const MSG_DEFERRED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b325";
+/// MESSAGE_ID (HA coordination): restarting without the lock (no quorum reachable).
+pub const MSG_BREAK_GLASS: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b326";
+/// MESSAGE_ID (HA coordination): the lock's lease was lost mid-hold.
+pub const MSG_LOCK_LOST: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b327";
 
 /// Set up logging once, at process start.
 pub fn init(verbose: bool) {

@@ -588,4 +588,6 @@ fn a_long_wait_for_the_lock_shows_in_the_metrics_while_it_lasts() {
     let refs: Vec<&Daemon> = ds.iter().collect();
     ha.wait_restarted(0, &FILES, t0, &refs);
     ha.wait_metric(0, "kubeadm_certd_lock_held 0");
+    // Not waiting any more: the gauge drops, so the alert resolves.
+    ha.wait_metric(0, "kubeadm_certd_lock_wait_seconds 0.000");
 }

@@ -58,9 +58,11 @@ pub struct Counters {
 /// HA coordination (issue 11): the restart lock, the halt record, etcd's health.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ClusterGauges {
-    /// How long the last lock acquisition waited, or the current one has waited so far, in
-    /// milliseconds.
+    /// How long this node has been waiting for the restart lock, in milliseconds: across
+    /// attempts that timed out while its restarts stay owed; 0 once it holds the lock.
     pub lock_wait_ms: u64,
+    /// When the current wait began (the first attempt not yet followed by the lock).
+    pub wait_started: Option<std::time::Instant>,
     /// Whether this node holds the restart lock now.
     pub lock_held: bool,
     /// Whether a halt record stands.
@@ -330,7 +332,7 @@ fn cluster_gauges(o: &mut Out, g: &ClusterGauges) {
     let rows: [(&str, &str, String); 4] = [
         (
             "kubeadm_certd_lock_wait_seconds",
-            "How long the current wait for the cluster-wide restart lock has lasted (updated every few seconds), or how long the last acquisition waited.",
+            "How long this node has been waiting for the cluster-wide restart lock, across attempts while its restarts stay owed (0 when it is not waiting).",
             format!("{:.3}", g.lock_wait_ms as f64 / 1000.0),
         ),
         (

@@ -117,8 +117,8 @@ pub fn restart_coordinated(
         }
         Err(w) => {
             let id = match w {
-                Wait::Halted(_) => crate::cluster::MSG_HALT,
-                _ => crate::cluster::MSG_LOCK_WAIT,
+                Wait::Halted(_) => crate::logging::MSG_HALT,
+                _ => crate::logging::MSG_LOCK_WAIT,
             };
             tracing::warn!(
                 MESSAGE_ID = id,

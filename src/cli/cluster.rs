@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, action: &ClusterAction) -> Result<()> {
                 println!("Restarts are halted: {h}");
                 coord.clear_halt()?;
                 tracing::info!(
-                    MESSAGE_ID = crate::cluster::MSG_HALT,
+                    MESSAGE_ID = crate::logging::MSG_HALT,
                     ACTION = "resume",
                     "halt record cleared by `cluster resume`: {h}"
                 );

@@ -3,8 +3,9 @@
 //! etcd restarts only past the quorum guard, waits for the member to catch up afterwards, and
 //! a failure leaves the halt record.
 
-use super::{Permit, MSG_LOCK_LOST};
+use super::Permit;
 use crate::act::staticpods::restart::{Gate, GateVerdict};
+use crate::logging::MSG_LOCK_LOST;
 use crate::pki::table::Component;
 use anyhow::{anyhow, Result};
 use std::time::Duration;

@@ -106,7 +106,7 @@ async fn keep_alive(pool: Arc<Pool>, id: i64, ttl: Duration, lost: Arc<AtomicBoo
             }
             Ok(_) => {
                 tracing::warn!(
-                    MESSAGE_ID = super::MSG_LOCK_LOST,
+                    MESSAGE_ID = crate::logging::MSG_LOCK_LOST,
                     "the restart lock's lease {id:x} expired; no further manifest will be moved"
                 );
                 lost.store(true, Ordering::SeqCst);
@@ -116,7 +116,7 @@ async fn keep_alive(pool: Arc<Pool>, id: i64, ttl: Duration, lost: Arc<AtomicBoo
                 pool.invalidate();
                 if last_ok.elapsed() >= ttl {
                     tracing::warn!(
-                        MESSAGE_ID = super::MSG_LOCK_LOST,
+                        MESSAGE_ID = crate::logging::MSG_LOCK_LOST,
                         "no keep-alive of lease {id:x} succeeded for {}: the restart lock may be lost ({e:#}); no further manifest will be moved",
                         humantime::format_duration(ttl)
                     );

@@ -6,6 +6,7 @@
 //! The API is synchronous, because the restart code is: [`Coordinator`] owns a small tokio
 //! runtime whose single worker runs the lease keep-alives while the caller blocks.
 
+mod acquire;
 pub mod client;
 pub mod endpoints;
 pub mod gate;
@@ -22,24 +23,8 @@ use halt::Halt;
 use lock::{Holder, Lease};
 use settings::{Coordination, Mode};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use time::OffsetDateTime;
-
-/// MESSAGE_ID: waiting for the restart lock.
-pub const MSG_LOCK_WAIT: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b321";
-/// MESSAGE_ID: the restart lock was acquired.
-pub const MSG_LOCK_ACQUIRED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b322";
-/// MESSAGE_ID: the restart lock was released.
-pub const MSG_LOCK_RELEASED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b323";
-/// MESSAGE_ID: a halt record was written, or blocks restarts.
-pub const MSG_HALT: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b324";
-/// MESSAGE_ID: the etcd restart was deferred by the quorum guard.
-pub const MSG_DEFERRED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b325";
-/// MESSAGE_ID: restarting without the lock (no quorum reachable).
-pub const MSG_BREAK_GLASS: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b326";
-/// MESSAGE_ID: the lock's lease was lost mid-hold.
-pub const MSG_LOCK_LOST: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b327";
+use std::sync::Arc;
+use std::time::Duration;
 
 /// How often blocking waits look at the cancel check.
 const CANCEL_POLL: Duration = Duration::from_millis(200);
@@ -107,10 +92,6 @@ pub type StopFn = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// How long a cancellable call may take at most; each etcd request has its own, shorter bound.
 const CALL_BOUND: Duration = Duration::from_secs(120);
-
-/// Since when no quorum could be reached, across connections: one process serves one node,
-/// and each restart sequence connects anew, so the break-glass clock lives here.
-static UNREACHABLE_SINCE: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// Run `f` until it finishes, `bound` passes or `cancel` says stop.
 async fn race<F: Future>(f: F, bound: Duration, cancel: &dyn Fn() -> bool) -> Option<F::Output> {
@@ -284,187 +265,4 @@ impl Coordinator {
                 .count(),
         )
     }
-
-    /// Wait for a working quorum, tracking how long it has been unreachable; `Ok(None)`
-    /// means break glass is due.
-    fn reach(&self, cancel: &dyn Fn() -> bool, deadline: Instant) -> Result<Option<()>, Wait> {
-        loop {
-            let r = self
-                .rt
-                .block_on(race(self.pool.working(), Duration::from_secs(30), cancel));
-            match r {
-                None if cancel() => return Err(Wait::Cancelled),
-                Some(Ok(_)) => {
-                    if let Ok(mut g) = UNREACHABLE_SINCE.lock() {
-                        *g = None;
-                    }
-                    return Ok(Some(()));
-                }
-                other => {
-                    let reason = match other {
-                        Some(Err(e)) => e.0,
-                        _ => "no answer".into(),
-                    };
-                    let since = UNREACHABLE_SINCE
-                        .lock()
-                        .map(|mut g| *g.get_or_insert_with(Instant::now))
-                        .unwrap_or_else(|_| Instant::now());
-                    let left = self
-                        .settings
-                        .break_glass_after
-                        .saturating_sub(since.elapsed());
-                    if left.is_zero() {
-                        return Ok(None);
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(Wait::Unreachable {
-                            reason,
-                            break_glass_in: whole_secs(left),
-                        });
-                    }
-                    let pause = left.min(Duration::from_secs(1));
-                    if self
-                        .rt
-                        .block_on(race(std::future::pending::<()>(), pause, cancel))
-                        .is_none()
-                        && cancel()
-                    {
-                        return Err(Wait::Cancelled);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Take the restart lock for `node`'s whole restart sequence. Waits at most lockTimeout
-    /// (then [`Wait::Timeout`]); refuses while a halt stands; with no quorum reachable for
-    /// breakGlassAfter returns a break-glass permit. While another node holds the lock,
-    /// `on_wait` is told its name and how long this node has waited, at every look at the
-    /// queue (every few seconds), so that a long wait shows before it ends.
-    pub fn acquire(
-        &self,
-        node: &str,
-        cancel: &dyn Fn() -> bool,
-        now: OffsetDateTime,
-        on_wait: &dyn Fn(&str, Duration),
-    ) -> Result<Permit<'_>, Wait> {
-        let start = Instant::now();
-        let deadline = start + self.settings.lock_timeout;
-        if self.reach(cancel, deadline)?.is_none() {
-            return Ok(self.break_glass(node));
-        }
-        if let Some(h) = self
-            .halt_record()
-            .map_err(|e| Wait::Failed(format!("{e:#}")))?
-        {
-            return Err(Wait::Halted(h));
-        }
-        let since = now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let holder = Holder {
-            node: node.to_string(),
-            since,
-            lease: String::new(),
-        };
-        let lease = self
-            .rt
-            .block_on(race(
-                lock::grant(&self.pool, self.settings.lock_ttl, &holder),
-                CALL_BOUND,
-                cancel,
-            ))
-            .ok_or(Wait::Cancelled)?
-            .map_err(|e| Wait::Failed(format!("{e:#}")))?;
-        let outcome = self.rt.block_on(async {
-            let lock = lock::lock(&self.pool, &lease);
-            tokio::pin!(lock);
-            let mut last_holder = String::new();
-            let mut next_look = tokio::time::Instant::now() + Duration::from_millis(300);
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(Wait::Timeout {
-                        holder: non_empty(last_holder),
-                        waited: whole_secs(start.elapsed()),
-                    });
-                }
-                if cancel() {
-                    return Err(Wait::Cancelled);
-                }
-                let tick = tokio::time::sleep(left.min(CANCEL_POLL));
-                tokio::select! {
-                    r = &mut lock => return r.map_err(|e| Wait::Failed(format!("{e:#}"))),
-                    _ = tick => {}
-                }
-                if tokio::time::Instant::now() >= next_look {
-                    next_look = tokio::time::Instant::now() + Duration::from_secs(5);
-                    if let Ok(q) = lock::queue(&self.pool).await {
-                        let h = q.first().map(|h| h.node.clone()).unwrap_or_default();
-                        if !h.is_empty() && h != node {
-                            if h != last_holder {
-                                tracing::info!(
-                                    MESSAGE_ID = MSG_LOCK_WAIT,
-                                    "waiting for the restart lock, held by {h}"
-                                );
-                            }
-                            on_wait(&h, start.elapsed());
-                        }
-                        last_holder = h;
-                    }
-                }
-            }
-        });
-        let key = match outcome {
-            Ok(k) => k,
-            Err(w) => {
-                // Leave the queue: revoking the lease deletes our waiter key and record.
-                let _ = self.rt.block_on(lock::release(&self.pool, &lease, None));
-                return Err(w);
-            }
-        };
-        // A halt written while we waited still stops us.
-        if let Ok(Some(h)) = self.halt_record() {
-            let _ = self
-                .rt
-                .block_on(lock::release(&self.pool, &lease, Some(&key)));
-            return Err(Wait::Halted(h));
-        }
-        tracing::info!(
-            MESSAGE_ID = MSG_LOCK_ACQUIRED,
-            "acquired the restart lock after {}",
-            humantime::format_duration(Duration::from_secs(start.elapsed().as_secs()))
-        );
-        Ok(Permit {
-            coord: self,
-            node: node.to_string(),
-            held: Some((lease, key)),
-            waited: start.elapsed(),
-            released: false,
-        })
-    }
-
-    fn break_glass(&self, node: &str) -> Permit<'_> {
-        tracing::warn!(
-            MESSAGE_ID = MSG_BREAK_GLASS,
-            "no etcd quorum reachable for {}: restarting without the restart lock (break glass); the lock is taken again as soon as quorum returns",
-            humantime::format_duration(self.settings.break_glass_after)
-        );
-        Permit {
-            coord: self,
-            node: node.to_string(),
-            held: None,
-            waited: Duration::ZERO,
-            released: false,
-        }
-    }
-}
-
-/// Durations for humans: whole seconds (rounded up, so "in 0s" never means "not yet").
-fn whole_secs(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
-}
-
-fn non_empty(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
 }

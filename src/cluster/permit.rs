@@ -1,10 +1,8 @@
 //! The permit to restart this node's static pods: the lock held for the whole sequence (or
 //! break glass), the quorum guard and catch-up wait around etcd, the halt record, release.
 
-use super::{
-    lock, quorum, race, Coordinator, Deferral, Halt, Lease, Wait, MSG_DEFERRED, MSG_HALT,
-    MSG_LOCK_RELEASED,
-};
+use super::{lock, quorum, race, Coordinator, Deferral, Halt, Lease, Wait};
+use crate::logging::{MSG_DEFERRED, MSG_HALT, MSG_LOCK_RELEASED};
 use anyhow::Result;
 use std::time::Duration;
 use time::OffsetDateTime;

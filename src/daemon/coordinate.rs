@@ -8,21 +8,34 @@ use crate::act::restart::Progress;
 use crate::config::Settings;
 use crate::node::NodePaths;
 use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Follow the coordination's progress: STATUS= and the lock gauges.
 pub fn progress(g: &RefCell<ClusterGauges>, p: Progress) {
     let mut g = g.borrow_mut();
     match p {
         Progress::Waiting { holder, waited } => {
-            // The gauge grows while the wait lasts, so LockWaitTooLong can fire during it.
-            g.lock_wait_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+            // The gauge grows while the wait lasts, so LockWaitTooLong can fire during it, and
+            // counts from the first attempt: a lockTimeout shorter than the alert's threshold
+            // must not hide a node that never gets the lock.
+            let started = *g.wait_started.get_or_insert_with(|| {
+                Instant::now()
+                    .checked_sub(waited)
+                    .unwrap_or_else(Instant::now)
+            });
+            g.lock_wait_ms = millis(started.elapsed());
             super::notify::status(&format!(
                 "waiting for the cluster-wide restart lock, held by {holder}"
             ))
         }
-        Progress::Acquired(w) => {
+        Progress::Acquired(_) => {
             g.lock_held = true;
-            g.lock_wait_ms = u64::try_from(w.as_millis()).unwrap_or(u64::MAX);
+            g.wait_started = None;
+            g.lock_wait_ms = 0;
             super::notify::status("holding the cluster-wide restart lock: restarting");
         }
         Progress::Released => g.lock_held = false,
@@ -64,6 +77,11 @@ pub fn refresh_gauges(
     }
     let g = counters.cluster.get_or_insert_with(ClusterGauges::default);
     g.lock_held = false;
+    // A wait goes on across cycles while restarts stay owed, and ends when none are.
+    if crate::act::store::owed::read(paths).is_empty() {
+        g.wait_started = None;
+    }
+    g.lock_wait_ms = g.wait_started.map_or(0, |s| millis(s.elapsed()));
     g.halt_present = matches!(halt, Ok(Some(_)));
     g.members_healthy = healthy.unwrap_or(0) as u64;
 }
@@ -71,24 +89,28 @@ pub fn refresh_gauges(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn the_wait_gauge_grows_while_waiting_and_keeps_the_final_wait() {
+    fn the_wait_gauge_counts_from_the_first_attempt_and_drops_to_zero_with_the_lock() {
         let g = RefCell::new(ClusterGauges::default());
         let wait = |s| Progress::Waiting {
             holder: "cp3".into(),
             waited: Duration::from_secs(s),
         };
-        progress(&g, wait(5));
-        progress(&g, wait(10));
-        assert_eq!(g.borrow().lock_wait_ms, 10_000);
+        let ms = || g.borrow().lock_wait_ms;
+        progress(&g, wait(600));
+        assert!((600_000..601_000).contains(&ms()), "{}", ms());
         assert!(!g.borrow().lock_held);
-        progress(&g, Progress::Acquired(Duration::from_millis(12_500)));
-        assert_eq!(g.borrow().lock_wait_ms, 12_500);
+        // The attempt timed out; the next cycle's attempt counts its own wait from zero, but
+        // the node has been waiting since the first one.
+        progress(&g, wait(1));
+        assert!(ms() >= 600_000, "{}", ms());
+        progress(&g, Progress::Acquired(Duration::from_secs(1)));
+        assert_eq!(ms(), 0);
         assert!(g.borrow().lock_held);
+        assert!(g.borrow().wait_started.is_none());
         progress(&g, Progress::Released);
         assert!(!g.borrow().lock_held);
-        assert_eq!(g.borrow().lock_wait_ms, 12_500);
+        assert_eq!(ms(), 0);
     }
 }
