@@ -5,7 +5,7 @@ use crate::node::NodePaths;
 use crate::pki::external::{load_ca, CaState};
 use crate::pki::inspect::{self, CertInfo};
 use crate::pki::material::{self, FileProblem, Loaded};
-use crate::pki::table::{CaId, Handler, HANDLERS};
+use crate::pki::table::{CaId, Handler, Location, HANDLERS};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -82,21 +82,53 @@ pub fn scan(paths: &NodePaths) -> Scan {
         }
         cas.insert(id, load_ca(paths, id));
     }
-    let certs = HANDLERS
+    let handlers: Vec<&'static Handler> = HANDLERS
         .iter()
         .filter(|h| local_etcd || !crate::pki::table::needs_local_etcd(h))
-        .map(|h| CertEntry {
-            handler: h,
-            state: material::load(paths, h),
-        })
         .collect();
+    let (certs, kubelet) = load_all(paths, &handlers);
     Scan {
         root: paths.root.clone(),
         local_etcd,
         cas,
         certs,
-        kubelet: kubelet_certs(paths),
+        kubelet,
     }
+}
+
+/// Load every handler's material and the kubelet's certificates. The kubeconfigs (YAML
+/// around kilobytes of base64, about half of a scan) are read on a second thread while this
+/// one reads the PKI files; a scan runs on every check-expiration and every daemon cycle. If
+/// no thread can be started, everything is read here.
+fn load_all(
+    paths: &NodePaths,
+    handlers: &[&'static Handler],
+) -> (Vec<CertEntry>, Vec<KubeletEntry>) {
+    let load = |h: &&'static Handler| CertEntry {
+        handler: h,
+        state: material::load(paths, h),
+    };
+    let (kubeconfigs, files): (Vec<_>, Vec<_>) = handlers
+        .iter()
+        .partition(|h| matches!(h.location, Location::Kubeconfig(_)));
+    let (mut certs, kubelet) = std::thread::scope(|s| {
+        let other = std::thread::Builder::new()
+            .name("scan".into())
+            .spawn_scoped(s, || kubeconfigs.iter().map(load).collect::<Vec<_>>())
+            .ok();
+        let mut certs: Vec<CertEntry> = files.iter().map(load).collect();
+        let kubelet = kubelet_certs(paths);
+        match other.map(|t| t.join()) {
+            Some(Ok(kc)) => certs.extend(kc),
+            // A panic in the thread is re-raised here, as it would have been inline.
+            Some(Err(p)) => std::panic::resume_unwind(p),
+            None => certs.extend(kubeconfigs.iter().map(load)),
+        }
+        (certs, kubelet)
+    });
+    // kubeadm's name order, as the handlers are listed.
+    certs.sort_by_key(|c| handlers.iter().position(|h| std::ptr::eq(*h, c.handler)));
+    (certs, kubelet)
 }
 
 /// The kubelet's client certificate and its serving certificate (the rotated one when
@@ -141,4 +173,30 @@ fn kubelet_certs(paths: &NodePaths) -> Vec<KubeletEntry> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::nodebuilder::{build, NodeSpec};
+
+    #[test]
+    fn certificates_come_back_in_the_handlers_order_with_kubeconfigs_read_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let mut spec = NodeSpec::new(time::OffsetDateTime::now_utc());
+        spec.key = crate::pki::inspect::KeyAlg::EcP256;
+        build(d.path(), &spec).unwrap();
+        let paths =
+            crate::config::Settings::default().paths(&crate::node::paths::Root::new(d.path()));
+        let s = scan(&paths);
+        let want: Vec<&str> = HANDLERS.iter().map(|h| h.name).collect();
+        let got: Vec<&str> = s.certs.iter().map(|c| c.handler.name).collect();
+        assert_eq!(got, want);
+        assert!(
+            s.certs.iter().all(|c| matches!(c.state, Ok(Some(_)))),
+            "{:?}",
+            s.problems()
+        );
+        assert!(s.kubelet.iter().any(|k| k.name == "kubelet-client"));
+    }
 }
