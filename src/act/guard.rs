@@ -99,17 +99,14 @@ impl Notice {
                 CERT_NAME = s,
                 "{t}"
             ),
-            NoticeKind::RecentlyRenewed => tracing::warn!(
+            NoticeKind::RecentlyRenewed | NoticeKind::RecentlyRenewedExpiring => tracing::warn!(
                 MESSAGE_ID = logging::MSG_RECENTLY_RENEWED,
                 ACTION = "renew",
-                RESULT = "held",
-                CERT_NAME = s,
-                "{t}"
-            ),
-            NoticeKind::RecentlyRenewedExpiring => tracing::warn!(
-                MESSAGE_ID = logging::MSG_RECENTLY_RENEWED,
-                ACTION = "renew",
-                RESULT = "expiring",
+                RESULT = if self.kind == NoticeKind::RecentlyRenewed {
+                    "held"
+                } else {
+                    "expiring"
+                },
                 CERT_NAME = s,
                 "{t}"
             ),
