@@ -58,10 +58,8 @@ pub struct Counters {
 /// HA coordination (issue 11): the restart lock, the halt record, etcd's health.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ClusterGauges {
-    /// How long this node has been waiting for the restart lock, in milliseconds: across
-    /// attempts that timed out while its restarts stay owed; 0 once it holds the lock.
-    pub lock_wait_ms: u64,
-    /// When the current wait began (the first attempt not yet followed by the lock).
+    /// When the current wait for the restart lock began: the first attempt not yet followed
+    /// by the lock, across attempts that timed out while this node's restarts stay owed.
     pub wait_started: Option<std::time::Instant>,
     /// Whether this node holds the restart lock now.
     pub lock_held: bool,
@@ -69,6 +67,16 @@ pub struct ClusterGauges {
     pub halt_present: bool,
     /// Voting etcd members that answer Status.
     pub members_healthy: u64,
+}
+
+impl ClusterGauges {
+    /// How long this node has been waiting for the restart lock, in milliseconds (0 when it
+    /// is not waiting).
+    pub fn lock_wait_ms(&self) -> u64 {
+        self.wait_started.map_or(0, |s| {
+            u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX)
+        })
+    }
 }
 
 /// What the guard rails hold back, as of the last cycle.
@@ -333,7 +341,7 @@ fn cluster_gauges(o: &mut Out, g: &ClusterGauges) {
         (
             "kubeadm_certd_lock_wait_seconds",
             "How long this node has been waiting for the cluster-wide restart lock, across attempts while its restarts stay owed (0 when it is not waiting).",
-            format!("{:.3}", g.lock_wait_ms as f64 / 1000.0),
+            format!("{:.3}", g.lock_wait_ms() as f64 / 1000.0),
         ),
         (
             "kubeadm_certd_lock_held",

@@ -8,11 +8,7 @@ use crate::act::restart::Progress;
 use crate::config::Settings;
 use crate::node::NodePaths;
 use std::cell::RefCell;
-use std::time::{Duration, Instant};
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+use std::time::Instant;
 
 /// Follow the coordination's progress: STATUS= and the lock gauges.
 pub fn progress(g: &RefCell<ClusterGauges>, p: Progress) {
@@ -22,12 +18,11 @@ pub fn progress(g: &RefCell<ClusterGauges>, p: Progress) {
             // The gauge grows while the wait lasts, so LockWaitTooLong can fire during it, and
             // counts from the first attempt: a lockTimeout shorter than the alert's threshold
             // must not hide a node that never gets the lock.
-            let started = *g.wait_started.get_or_insert_with(|| {
+            g.wait_started.get_or_insert_with(|| {
                 Instant::now()
                     .checked_sub(waited)
                     .unwrap_or_else(Instant::now)
             });
-            g.lock_wait_ms = millis(started.elapsed());
             super::notify::status(&format!(
                 "waiting for the cluster-wide restart lock, held by {holder}"
             ))
@@ -35,7 +30,6 @@ pub fn progress(g: &RefCell<ClusterGauges>, p: Progress) {
         Progress::Acquired(_) => {
             g.lock_held = true;
             g.wait_started = None;
-            g.lock_wait_ms = 0;
             super::notify::status("holding the cluster-wide restart lock: restarting");
         }
         Progress::Released => g.lock_held = false,
@@ -81,7 +75,6 @@ pub fn refresh_gauges(
     if crate::act::store::owed::read(paths).is_empty() {
         g.wait_started = None;
     }
-    g.lock_wait_ms = g.wait_started.map_or(0, |s| millis(s.elapsed()));
     g.halt_present = matches!(halt, Ok(Some(_)));
     g.members_healthy = healthy.unwrap_or(0) as u64;
 }
@@ -89,6 +82,7 @@ pub fn refresh_gauges(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn the_wait_gauge_counts_from_the_first_attempt_and_drops_to_zero_with_the_lock() {
@@ -97,7 +91,7 @@ mod tests {
             holder: "cp3".into(),
             waited: Duration::from_secs(s),
         };
-        let ms = || g.borrow().lock_wait_ms;
+        let ms = || g.borrow().lock_wait_ms();
         progress(&g, wait(600));
         assert!((600_000..601_000).contains(&ms()), "{}", ms());
         assert!(!g.borrow().lock_held);
