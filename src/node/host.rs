@@ -114,7 +114,7 @@ pub fn fqdn_from_hosts(hosts: &str, hostname: &str) -> Option<String> {
             continue;
         }
         let names: Vec<String> = fields.map(norm).collect();
-        if names.iter().any(|n| *n == host) {
+        if names.contains(&host) {
             return names.first().filter(|c| c.contains('.')).cloned();
         }
     }
