@@ -31,9 +31,10 @@
 //!   2025-08) and `364d` with the old header from kubeadm v1.30.14 (lework/kubeadm-certs#3)
 //!   agree.
 //! - PR #106891 (2021-12-08, a day after v1.23.0; v1.24) "print the CA of kubeconfig files in
-//!   check expiration", cherry-picked to release-1.23 as #106926 (CHANGELOG-1.23.md lists it
-//!   among the v1.23.x patch notes). The first v1.23 patch that has it is unverified: v1.23.1
-//!   is assumed. Earlier user output shows the empty cell (kubernetes PR #83932, sealerio/sealer#753).
+//!   check expiration", cherry-picked to release-1.23 as #106926 (listed in the v1.23 patch
+//!   notes up to v1.23.9, as quoted in a Giant Swarm release note; CHANGELOG-1.23.md itself was
+//!   not found in the index). The first v1.23 patch that has it is unverified: v1.23.1 is
+//!   assumed. Earlier user output shows the empty cell (kubernetes PR #83932, sealerio/sealer#753).
 //! - `cmd/kubeadm/app/util/config/cluster.go` (v1.34+ version, `NodeLocalCRISocket`):
 //!   `Reading configuration from the %q ConfigMap in namespace %q...` and `Use 'kubeadm init
 //!   phase upload-config --config your-config-file' to re-upload it.`; kubernetes/kubeadm#3201
