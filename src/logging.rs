@@ -46,6 +46,12 @@ pub const MSG_DEFERRED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b325";
 pub const MSG_BREAK_GLASS: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b326";
 /// MESSAGE_ID (HA coordination): the lock's lease was lost mid-hold.
 pub const MSG_LOCK_LOST: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b327";
+/// MESSAGE_ID (issue 18): the kubelet config lost the configured serverTLSBootstrap (rewritten,
+/// as `kubeadm upgrade node` does) and the daemon set it again.
+pub const MSG_KUBELET_CONFIG_DRIFT: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b340";
+/// MESSAGE_ID (issue 18): the kubelet config keeps losing serverTLSBootstrap and the restart
+/// budget is spent: the daemon no longer sets it again.
+pub const MSG_KUBELET_DRIFT_LOOP: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b341";
 
 /// Set up logging once, at process start.
 pub fn init(verbose: bool) {

@@ -10,6 +10,8 @@ pub mod clock;
 pub mod csr;
 /// Guard rails the daemon cycle calls: clock, renewal memory, restart budget, pruning.
 pub mod guard;
+/// Which kubeadm release the node follows: cached ClusterConfiguration, manifest, binary.
+pub mod kubeadm_version;
 /// kubelet files: the serverTLSBootstrap edit and the kubelet.conf repair.
 pub mod kubelet;
 /// The node_exporter textfile: x509 and kubeadm-certd metrics.

@@ -30,9 +30,10 @@ pub fn run(ctx: &Ctx, output: Output, now: OffsetDateTime) -> Result<()> {
     };
     mark_blocked(ctx, &scan, &mut r, now);
     budget_note(ctx, now);
+    let opts = options(ctx);
     let text = match output {
-        Output::Text => report::render_text(&r, now),
-        Output::Json => report::render_json(&r, now),
+        Output::Text => report::render_text_with(&r, now, &opts),
+        Output::Json => report::render_json_with(&r, now, &opts.style),
     };
     std::io::stdout().write_all(text.as_bytes())?;
     // An unreadable kubelet file is a row above, and still a failure.
@@ -42,6 +43,24 @@ pub fn run(ctx: &Ctx, output: Output, now: OffsetDateTime) -> Result<()> {
         anyhow::bail!("{}", lines.join("\n"));
     }
     Ok(())
+}
+
+/// Print as the node's kubeadm release does (issue 18 item 3; the table of releases is in
+/// `plan::report::style`). No release found: the v1.30 style, the output before issue 18.
+fn options(ctx: &Ctx) -> report::style::Options {
+    let found = crate::act::kubeadm_version::detect(
+        &ctx.paths,
+        crate::act::kubeadm_version::BINARY_TIMEOUT,
+    );
+    if let Some(d) = &found {
+        tracing::debug!("printing as kubeadm {} does ({})", d.version, d.source);
+    }
+    report::style::Options {
+        style: report::style::Style::for_version(found.map(|d| d.version)),
+        // kubeadm prints its "Reading configuration from the ... ConfigMap" lines only when it
+        // read the ConfigMap; nothing here reads it yet (issue 18 item 1 will).
+        configmap_read: false,
+    }
 }
 
 /// Due certificates the daemon will not renew because their CA ends too soon: status
@@ -85,8 +104,13 @@ fn budget_note(ctx: &Ctx, now: OffsetDateTime) {
     let max = ctx.settings.restart.max_per_day;
     let (_, over) = crate::plan::guard::split_budget(&names, &history, max, now);
     for (c, n) in over {
+        let why = if c == crate::daemon::kubelet_drift::KUBELET {
+            "something rewrites the kubelet config without kubelet.serverTLSBootstrap again and again"
+        } else {
+            "something renews again and again"
+        };
         eprintln!(
-            "note: the daemon restarted {c} {n} times in the last 24h (restart.maxPerDay: {max}) and will not restart it again until the oldest of those is a day old: something renews again and again (see journalctl -u kubeadm-certd)"
+            "note: the daemon restarted {c} {n} times in the last 24h (restart.maxPerDay: {max}) and will not restart it again until the oldest of those is a day old: {why} (see journalctl -u kubeadm-certd)"
         );
     }
 }

@@ -88,6 +88,15 @@ pub fn run(
         // Nothing else was looked at: what stood before still stands.
         return rep;
     }
+    // An upgrade may have rewritten the kubelet config without kubelet.serverTLSBootstrap.
+    super::kubelet_drift::reapply(
+        paths,
+        settings,
+        &mut state.conditions,
+        now,
+        cancel,
+        &mut rep,
+    );
     let scan = crate::plan::scan::scan(paths);
     let mut plan = plan::plan(&scan, &Selection::Due, settings, now);
     // Guard rails (issue 12): the clock, the renewal memory, no gain, the restart budget.

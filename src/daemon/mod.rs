@@ -10,6 +10,8 @@ pub mod conditions;
 pub mod coordinate;
 /// One scan -> plan -> renew -> restart -> report cycle.
 pub mod cycle;
+/// Setting kubelet.serverTLSBootstrap again after an upgrade rewrote the kubelet config.
+pub mod kubelet_drift;
 /// sd_notify wrapper.
 pub mod notify;
 /// What a cycle finds that stands: refusals, unreadable files, CA runway, skipped certs.

@@ -59,7 +59,11 @@ pub fn refusals(
 }
 
 /// Certificates that are due but that this daemon does not renew here (external CA,
-/// excluded, not signed by the node's CA).
+/// excluded, not signed by the node's CA). A missing one (`Skip::Missing`) is never a
+/// condition: kubeadm's `!MISSING!` rows are normal layouts, e.g. super-admin.conf on a
+/// control-plane node that joined (since v1.29 only `kubeadm init` writes it, KEP-4214; before
+/// v1.29 it did not exist at all) or the etcd certificates with external etcd (issue 18 item 5,
+/// tests/node_layout.rs).
 pub fn skipped_but_due(
     plan: &Plan,
     settings: &Settings,

@@ -1,5 +1,7 @@
 //! The node: where its files are and how its kubelet and static pods are configured.
 
+/// The cached copy of the cluster's ClusterConfiguration (`<stateDir>/cluster-config.json`).
+pub mod cluster_config;
 /// Bounded, symlink-aware reads of node files.
 pub mod fsread;
 /// This host for the CSR approver's own-node check: interfaces (a seam), hostname, FQDN.
@@ -14,6 +16,8 @@ pub mod kubelet_pki;
 pub mod manifests;
 /// Every path of one node, resolved under a root.
 pub mod paths;
+/// Kubernetes release numbers, and the one the kube-apiserver manifest's image names.
+pub mod version;
 /// Byte-preserving single-value edits of YAML documents, computed as text.
 pub mod yamledit;
 /// Guards node YAML against pathological nesting before parsing.

@@ -17,10 +17,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::format::{residual_seconds, rfc3339_utc};
+use super::style::Style;
 use super::{sorted_by_name, Report, RowStatus};
 
 const KIND: &str = "CertificateExpirationInfo";
-const API_VERSION: &str = "output.kubeadm.k8s.io/v1alpha3";
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -125,9 +125,16 @@ fn go_html_escape(s: &str) -> String {
     out
 }
 
-/// Renders the JSON document exactly as `kubeadm certs check-expiration -o json`
-/// would (4-space indent, trailing newline), with our extra fields appended.
+/// [`render_json_with`] in v1.30's style, as printed before issue 18.
 pub fn render_json(r: &Report, now: OffsetDateTime) -> String {
+    render_json_with(r, now, &Style::UNDETECTED)
+}
+
+/// Renders the JSON document exactly as `kubeadm certs check-expiration -o json`
+/// would (4-space indent, trailing newline), with our extra fields appended. `style` gives the
+/// `apiVersion` and whether kubeconfig rows name their CA (the table's rule: a release that
+/// has no `-o` gets the form of the table it prints). kubeadm prints no header lines here.
+pub fn render_json_with(r: &Report, now: OffsetDateTime, style: &Style) -> String {
     let certificates = sorted_by_name(&r.certs, |c| &c.name)
         .into_iter()
         .map(|c| {
@@ -136,7 +143,11 @@ pub fn render_json(r: &Report, now: OffsetDateTime) -> String {
                 path: &c.path,
                 not_before: c.not_before,
                 not_after: c.not_after,
-                ca_name: &c.ca_name,
+                ca_name: if !style.kubeconfig_ca && c.name.ends_with(".conf") {
+                    ""
+                } else {
+                    &c.ca_name
+                },
                 external: c.external,
                 status: c.status,
             }
@@ -173,7 +184,7 @@ pub fn render_json(r: &Report, now: OffsetDateTime) -> String {
         .collect();
     let info = Info {
         kind: KIND,
-        api_version: API_VERSION,
+        api_version: style.api_version,
         certificates: non_empty(certificates),
         certificate_authorities: non_empty(cas),
         kubelet_certificates: kubelet,

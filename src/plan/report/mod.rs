@@ -3,7 +3,8 @@
 //! The renderers reproduce `kubeadm certs check-expiration` byte for byte
 //! (kubernetes/kubernetes `cmd/kubeadm/app/cmd/certs.go` @803d40a5, `certTextPrinter`
 //! and `fetchCertificateExpirationInfo`), plus a kubelet table / JSON array that
-//! kubeadm lacks. Rows are rendered sorted by name, as kubeadm's handler lists are.
+//! kubeadm lacks, in the style of the node's kubeadm release ([`style`]). Rows are rendered
+//! sorted by name, as kubeadm's handler lists are.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -13,10 +14,12 @@ pub mod build;
 /// Go-compatible formatting: tabwriter, ShortHumanDuration, dates.
 pub mod format;
 mod json;
+/// Which kubeadm release prints what: the release → style table, HumanDuration.
+pub mod style;
 mod text;
 
-pub use json::render_json;
-pub use text::render_text;
+pub use json::{render_json, render_json_with};
+pub use text::{render_text, render_text_with};
 
 /// Our verdict on one certificate (kubeadm has no such column; JSON field `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

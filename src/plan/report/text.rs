@@ -11,7 +11,8 @@
 
 use time::OffsetDateTime;
 
-use super::format::{kubeadm_date, residual_seconds, short_human_duration, TabWriter};
+use super::format::{kubeadm_date, residual_seconds, TabWriter};
+use super::style::{Options, Style};
 use super::{sorted_by_name, Report, RowStatus};
 
 fn yes_no(b: bool) -> &'static str {
@@ -23,27 +24,43 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// `EXPIRES` and `RESIDUAL TIME` cells for a present certificate.
-fn expiry_cells(not_after: OffsetDateTime, now: OffsetDateTime) -> (String, String) {
+fn expiry_cells(style: &Style, not_after: OffsetDateTime, now: OffsetDateTime) -> (String, String) {
     (
         kubeadm_date(not_after),
-        short_human_duration(residual_seconds(not_after, now)),
+        style.residual(residual_seconds(not_after, now)),
     )
 }
 
-/// Renders kubeadm's two tables, then (only if `r.kubelet` is non-empty) a
-/// blank line and a kubelet table in the same style. Ends with a newline.
+/// The CERTIFICATE AUTHORITY cell: kubeconfig rows (`*.conf`) have none before v1.23.1.
+fn ca_cell<'a>(style: &Style, name: &str, ca: &'a str) -> &'a str {
+    if !style.kubeconfig_ca && name.ends_with(".conf") {
+        ""
+    } else {
+        ca
+    }
+}
+
+/// [`render_text_with`] as printed before issue 18 ([`Options::default`], v1.30's style).
 pub fn render_text(r: &Report, now: OffsetDateTime) -> String {
+    render_text_with(r, now, &Options::default())
+}
+
+/// Renders kubeadm's header lines (only when the ConfigMap was read), its two tables in the
+/// style of the node's release, then (only if `r.kubelet` is non-empty) a blank line and a
+/// kubelet table in the same style. Ends with a newline.
+pub fn render_text_with(r: &Report, now: OffsetDateTime, opts: &Options) -> String {
+    let style = &opts.style;
     let mut w = TabWriter::kubeadm();
 
     w.line("CERTIFICATE\tEXPIRES\tRESIDUAL TIME\tCERTIFICATE AUTHORITY\tEXTERNALLY MANAGED");
     for c in sorted_by_name(&r.certs, |c| &c.name) {
         match c.not_after {
             Some(na) => {
-                let (date, residual) = expiry_cells(na, now);
+                let (date, residual) = expiry_cells(style, na, now);
                 w.line(&format!(
                     "{}\t{date}\t{residual}\t{}\t{:<8}",
                     c.name,
-                    c.ca_name,
+                    ca_cell(style, &c.name, &c.ca_name),
                     yes_no(c.external)
                 ));
             }
@@ -56,7 +73,7 @@ pub fn render_text(r: &Report, now: OffsetDateTime) -> String {
     for ca in sorted_by_name(&r.cas, |c| &c.name) {
         match ca.not_after {
             Some(na) => {
-                let (date, residual) = expiry_cells(na, now);
+                let (date, residual) = expiry_cells(style, na, now);
                 w.line(&format!(
                     "{}\t{date}\t{residual}\t{:<8}",
                     ca.name,
@@ -73,7 +90,7 @@ pub fn render_text(r: &Report, now: OffsetDateTime) -> String {
         for k in sorted_by_name(&r.kubelet, |k| &k.name) {
             match k.not_after {
                 Some(na) => {
-                    let (date, residual) = expiry_cells(na, now);
+                    let (date, residual) = expiry_cells(style, na, now);
                     w.line(&format!("{}\t{date}\t{residual}\t{}", k.name, k.path));
                 }
                 None if k.status == RowStatus::Invalid => {
@@ -89,5 +106,10 @@ pub fn render_text(r: &Report, now: OffsetDateTime) -> String {
         }
     }
 
-    w.finish()
+    let table = w.finish();
+    if opts.configmap_read {
+        format!("{}{table}", style.header_text())
+    } else {
+        table
+    }
 }
