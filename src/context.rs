@@ -70,3 +70,26 @@ pub fn cancel_on_signals() -> Cancel {
     }
     cancel
 }
+
+/// What the CSR approver and `csr list|approve` decide with: the policy from the settings,
+/// this node's name as the kubelet client revival finds it, this host's attested view
+/// (read afresh at each pass: addresses change), the clock.
+pub fn approver_env(ctx: &Ctx) -> crate::kube::approver::Env {
+    use crate::kube::rules;
+    let paths = ctx.paths.clone();
+    let scan = crate::plan::scan::scan(&paths);
+    let node = crate::act::kubelet::revive::node_name(&paths, &scan);
+    let (host_paths, host_node) = (paths.clone(), node.clone());
+    crate::kube::approver::Env {
+        paths,
+        policy: rules::Policy::from_settings(&ctx.settings),
+        deny: rules::approver_settings(&ctx.settings).deny,
+        host: std::sync::Arc::new(move || {
+            host_node
+                .as_deref()
+                .map(|n| rules::host_view(&host_paths, &rules::RealInterfaces, n))
+        }),
+        node,
+        now,
+    }
+}

@@ -25,6 +25,8 @@ pub struct Env {
     pub deny: bool,
     /// This host's view.
     pub host: HostFn,
+    /// This node's name (named in the messages written on CSRs).
+    pub node: Option<String>,
     /// The clock (conditions are stamped with it).
     pub now: fn() -> time::OffsetDateTime,
 }

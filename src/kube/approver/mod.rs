@@ -49,7 +49,8 @@ struct Approver {
 }
 
 /// Run the approver until the task is dropped or a stop is requested.
-pub async fn run(kube: Kube, env: Env, stats: Shared, by: String) {
+pub async fn run(kube: Kube, env: Env, stats: Shared) {
+    let by = env.node.clone().unwrap_or_else(|| "this node".into());
     stats.lock().approver_on = true;
     let mut a = Approver {
         kube,
@@ -61,6 +62,7 @@ pub async fn run(kube: Kube, env: Env, stats: Shared, by: String) {
         flooded: false,
     };
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut listed = false;
     while !a.kube.cancel().is_cancelled() {
         let list = a.kube.list_csrs().await;
         a.stats.note(a.kube.url(), &list);
@@ -76,6 +78,15 @@ pub async fn run(kube: Kube, env: Env, stats: Shared, by: String) {
             }
         };
         backoff.reset();
+        if !std::mem::replace(&mut listed, true) {
+            tracing::info!(
+                MESSAGE_ID = logging::MSG_APPROVER_STATE,
+                ACTION = "csr-approve",
+                "approving kubelet serving CSRs through {}: {} now, watching for new ones",
+                a.kube.url(),
+                list.items.len()
+            );
+        }
         a.pending.clear();
         for c in list.items {
             a.upsert(c);
