@@ -75,19 +75,19 @@ pub fn cancel_on_signals() -> Cancel {
 /// this node's name as the kubelet client revival finds it, this host's attested view
 /// (read afresh at each pass: addresses change), the clock.
 pub fn approver_env(ctx: &Ctx) -> crate::kube::approver::Env {
-    use crate::kube::rules;
+    use crate::node::host::{host_view, RealInterfaces};
     let paths = ctx.paths.clone();
     let scan = crate::plan::scan::scan(&paths);
-    let node = crate::act::kubelet::revive::node_name(&paths, &scan);
+    let node = crate::plan::kubelet_client::node_name(&paths, &scan);
     let (host_paths, host_node) = (paths.clone(), node.clone());
     crate::kube::approver::Env {
         paths,
-        policy: rules::Policy::from_settings(&ctx.settings),
-        deny: rules::approver_settings(&ctx.settings).deny,
+        policy: crate::plan::approve::Policy::from_settings(&ctx.settings.approver),
+        deny: ctx.settings.approver.deny,
         host: std::sync::Arc::new(move || {
             host_node
                 .as_deref()
-                .map(|n| rules::host_view(&host_paths, &rules::RealInterfaces, n))
+                .and_then(|n| host_view(&host_paths, &RealInterfaces, n).ok())
         }),
         node,
         now,

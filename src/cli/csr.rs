@@ -8,8 +8,8 @@ use crate::context::{approver_env, cancel_on_signals, Ctx};
 use crate::kube::approver::decide::{approve_message, failure_line, write, Kind, Written};
 use crate::kube::approver::{gather, Facts};
 use crate::kube::client::Kube;
-use crate::kube::rules::{self, Outcome, Verdict};
 use crate::kube::views::{csr_view, state};
+use crate::plan::approve::{self as rules, Verdict};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, action: &CsrAction) -> Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async {
         let cancel = cancel_on_signals();
-        let kubeconfig = rules::approver_settings(&ctx.settings).kubeconfig;
+        let kubeconfig = ctx.settings.approver.kubeconfig.clone();
         let Some(kube) = Kube::connect(&ctx.paths.root, &kubeconfig, &cancel).await? else {
             bail!("{kubeconfig} does not exist here: the csr commands need the API credentials of a control-plane node (approver.kubeconfig)");
         };
@@ -68,25 +68,25 @@ fn age(created: Option<OffsetDateTime>, now: OffsetDateTime) -> String {
     )
 }
 
-fn sans(pem: &[u8]) -> Vec<String> {
-    let (dns, ips) = rules::csr_sans(pem);
-    dns.into_iter()
-        .chain(ips.into_iter().map(|i| i.to_string()))
-        .collect()
+/// The requested DNS names and IPs (none when the request does not decode).
+fn sans(v: &Verdict) -> Vec<String> {
+    v.request.as_ref().map_or_else(Vec::new, |r| {
+        r.dns
+            .iter()
+            .cloned()
+            .chain(r.ips.iter().map(|i| i.to_string()))
+            .collect()
+    })
 }
 
+/// `approvable`, or the first failed rule and its value.
 fn summary(v: &Verdict) -> String {
-    match v.first_failure() {
-        None => "passes every rule".into(),
-        Some((r, val)) => failure_line(r, val),
+    if v.approvable() {
+        return "approvable".into();
     }
-}
-
-fn outcome(o: &Outcome) -> (&'static str, &str) {
-    match o {
-        Outcome::Pass(s) => ("pass", s),
-        Outcome::Fail(s) => ("FAIL", s),
-        Outcome::NotApplicable(s) => ("n/a", s),
+    match v.first_failure() {
+        Some((r, val)) => failure_line(r, val),
+        None => v.summary(),
     }
 }
 
@@ -101,13 +101,12 @@ async fn list(ctx: &Ctx, kube: &Kube, output: Output) -> Result<()> {
                 json!({
                     "name": v.name,
                     "requestor": v.username,
-                    "sans": sans(&v.request_pem),
+                    "sans": sans(&r.verdict),
                     "created": v.created.map(crate::logging::rfc3339),
                     "state": state(&v),
                     "approvable": r.verdict.approvable(),
                     "rules": r.verdict.checks.iter().map(|(rule, o)| {
-                        let (res, msg) = outcome(o);
-                        json!({"rule": rule.to_string(), "result": res, "message": msg})
+                        json!({"rule": rule.label(), "result": o.result(), "message": o.message()})
                     }).collect::<Vec<_>>(),
                 })
             })
@@ -130,7 +129,7 @@ async fn list(ctx: &Ctx, kube: &Kube, output: Output) -> Result<()> {
                 age(v.created, now),
                 v.username.clone(),
                 state(&v),
-                sans(&v.request_pem).join(","),
+                sans(&r.verdict).join(","),
                 summary(&r.verdict),
             ]
         })
@@ -158,13 +157,8 @@ async fn list(ctx: &Ctx, kube: &Kube, output: Output) -> Result<()> {
     }
     for r in &rows {
         println!("\n{}:", r.csr.metadata.name.as_deref().unwrap_or_default());
-        for (rule, o) in &r.verdict.checks {
-            let (res, msg) = outcome(o);
-            println!(
-                "  ({}) {:<11} {res:<4}  {msg}",
-                crate::kube::approver::decide::letter(*rule),
-                rule.to_string()
-            );
+        for l in r.verdict.lines() {
+            println!("  {l}");
         }
     }
     Ok(())
@@ -185,8 +179,8 @@ async fn approve(ctx: &Ctx, kube: &Kube, names: &[String]) -> Result<()> {
             continue;
         };
         let v = csr_view(&r.csr);
-        if let Some((rule, val)) = r.verdict.first_failure() {
-            println!("refused {name}: {}", failure_line(rule, val));
+        if !r.verdict.approvable() {
+            println!("refused {name}: {}", summary(&r.verdict));
             refused += 1;
             continue;
         }

@@ -46,7 +46,7 @@ pub fn serving_certs(ctx: &Ctx, enable: bool, no_restart: bool, node_only: bool)
 /// the daemon, which does it when the API answers.
 fn cluster_part(ctx: &Ctx, enable: bool, cancel: &crate::act::cancel::Cancel) -> Result<()> {
     use crate::kube::kubelet_config::{set_server_tls_bootstrap, CmEdit};
-    let kubeconfig = crate::kube::rules::approver_settings(&ctx.settings).kubeconfig;
+    let kubeconfig = ctx.settings.approver.kubeconfig.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

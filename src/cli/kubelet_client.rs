@@ -20,7 +20,7 @@ pub fn revive(ctx: &Ctx, dry_run: bool, now: OffsetDateTime) -> Result<()> {
     let paths = &ctx.paths;
     let scan = crate::plan::scan::scan(paths);
     let verdict = decide(&scan, now, true);
-    let node = revive::node_name(paths, &scan);
+    let node = crate::plan::kubelet_client::node_name(paths, &scan);
     let due = match &verdict {
         Verdict::Absent => {
             bail!(

@@ -27,12 +27,13 @@ pub struct Fragment {
     coordination: Option<crate::cluster::settings::CoordinationFragment>,
     backups: Option<BackupsFragment>,
     require_time_sync: Option<BoolOrWord>,
+    approver: Option<super::approver::ApproverFragment>,
 }
 
 /// `true`, `false` or a word such as `auto`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum BoolOrWord {
+pub(super) enum BoolOrWord {
     Bool(bool),
     Word(String),
 }
@@ -85,7 +86,7 @@ fn duration(key: &str, v: &str) -> Result<Duration> {
 /// The longest duration any setting accepts.
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-fn abs_path(key: &str, v: String) -> Result<String> {
+pub(super) fn abs_path(key: &str, v: String) -> Result<String> {
     if !v.starts_with('/') {
         bail!("{key}: must be an absolute path, got {v:?}");
     }
@@ -199,6 +200,9 @@ impl Settings {
                     bail!("requireTimeSync: must be auto, true or false, got {w:?}")
                 }
             };
+        }
+        if let Some(a) = f.approver {
+            s.approver = super::ApproverSettings::from_fragment(a)?;
         }
         s.check_renewal_gap()?;
         Ok(s)

@@ -2,8 +2,10 @@
 //!
 //! Keys are camelCase like the kubelet's own config. An unknown key is an error that names it.
 
+mod approver;
 mod fragment;
 
+pub use approver::{ApproverMode, ApproverSettings, DnsPattern};
 pub use fragment::Fragment;
 
 use crate::node::paths::{NodePaths, Root};
@@ -95,6 +97,8 @@ pub struct Settings {
     pub backups: BackupSettings,
     /// requireTimeSync
     pub require_time_sync: TimeSync,
+    /// The kubelet serving CSR approver (`approver:`).
+    pub approver: ApproverSettings,
 }
 
 impl Default for Settings {
@@ -130,6 +134,7 @@ impl Default for Settings {
                 max_age: days(400),
             },
             require_time_sync: TimeSync::Auto,
+            approver: ApproverSettings::default(),
         }
     }
 }

@@ -7,11 +7,11 @@
 use crate::act::cancel::Cancel;
 use crate::act::kubelet::pending;
 use crate::act::metrics::{KubeGauges, KubeSource};
+use crate::config::ApproverMode;
 use crate::context::{now, Ctx};
 use crate::kube::approver;
 use crate::kube::client::{sleep, Backoff, Kube};
 use crate::kube::kubelet_config::{set_server_tls_bootstrap, CmEdit, CmError};
-use crate::kube::rules::{self, ApproverMode};
 use crate::kube::stats::Shared;
 use crate::logging;
 use crate::node::NodePaths;
@@ -53,7 +53,7 @@ impl KubeTasks {
     /// Start what the settings ask for. Connecting reads only the kubeconfig; nothing here
     /// waits for the API.
     pub async fn start(ctx: &Ctx, cancel: &Cancel) -> KubeTasks {
-        let a = rules::approver_settings(&ctx.settings);
+        let a = &ctx.settings.approver;
         let paths = &ctx.paths;
         let configmap = ctx
             .settings

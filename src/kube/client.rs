@@ -190,16 +190,22 @@ impl Kube {
         Ok(list.items)
     }
 
-    /// The ClusterIP of `default/kubernetes`, the API server's in-cluster address.
-    pub async fn kubernetes_service_ip(&self) -> Result<Option<std::net::IpAddr>, KubeError> {
+    /// The ClusterIPs of `default/kubernetes`, the API server's in-cluster addresses (two on
+    /// a dual-stack cluster).
+    pub async fn kubernetes_service_ips(&self) -> Result<Vec<std::net::IpAddr>, KubeError> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), "default");
         let svc = self
             .call("reading Service default/kubernetes", api.get("kubernetes"))
             .await?;
-        Ok(svc
-            .spec
-            .and_then(|s| s.cluster_ip)
-            .and_then(|ip| ip.parse().ok()))
+        let spec = svc.spec.unwrap_or_default();
+        let ips = spec
+            .cluster_ips
+            .unwrap_or_default()
+            .into_iter()
+            .chain(spec.cluster_ip)
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        Ok(ips)
     }
 
     /// The server's version (`/version` gitVersion, e.g. `v1.34.2`).

@@ -21,10 +21,5 @@ pub mod stats;
 /// k8s-openapi objects -> the rules' views.
 pub mod views;
 
-#[doc(hidden)]
-pub mod stub_rules;
-/// The rules' interface (STUB on this branch until rules17 lands).
-pub use stub_rules as rules;
-
 pub use client::Kube;
 pub use error::KubeError;

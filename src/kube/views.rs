@@ -2,7 +2,7 @@
 //! shows it.
 
 use super::client::Csr;
-use super::rules::{CsrView, NodeView};
+use crate::plan::approve::{is_control_plane, CsrView, NodeView};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use time::OffsetDateTime;
@@ -90,6 +90,12 @@ pub fn node_view(n: &Node) -> NodeView {
                     .collect()
             })
             .unwrap_or_default(),
+        control_plane: is_control_plane(
+            n.metadata
+                .labels
+                .iter()
+                .flat_map(|l| l.keys().map(String::as_str)),
+        ),
     }
 }
 

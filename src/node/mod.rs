@@ -2,6 +2,8 @@
 
 /// Bounded, symlink-aware reads of node files.
 pub mod fsread;
+/// This host for the CSR approver's own-node check: interfaces (a seam), hostname, FQDN.
+pub mod host;
 /// The kubelet config: reading it, and the single-key edit.
 pub mod kubelet;
 /// The kubelet config's `serverTLSBootstrap` edit, and applying the setting.

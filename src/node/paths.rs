@@ -188,6 +188,10 @@ impl NodePaths {
         let host = self.root.host_path(file);
         dir.join(host.strip_prefix("/").unwrap_or(&host))
     }
+    /// The kubelet's kubeconfig, `<kubeconfigDir>/kubelet.conf`.
+    pub fn kubelet_conf(&self) -> PathBuf {
+        self.kubeconfigs.join("kubelet.conf")
+    }
     /// The lock file that keeps two runs apart.
     pub fn lock_file(&self) -> PathBuf {
         self.state.join("lock")

@@ -1,5 +1,7 @@
 //! Certificates and keys, as kubeadm lays them out.
 
+/// PKCS#10 requests of CertificateSigningRequests: subject, SANs, key, self-signature.
+pub mod csr_request;
 /// External-CA detection, as kubeadm does it.
 pub mod external;
 /// Parse and check X.509 certificates.

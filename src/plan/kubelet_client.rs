@@ -7,6 +7,7 @@
 //! often because the API server was down): the kubelet can no longer authenticate to ask for a
 //! new one, and only a node holding the cluster CA's key can issue it one.
 
+use crate::node::NodePaths;
 use crate::pki::inspect::CertInfo;
 use crate::pki::table::CaId;
 use crate::plan::report::format::rfc3339_utc;
@@ -118,6 +119,34 @@ pub fn due(c: &CertInfo, now: OffsetDateTime) -> Option<Due> {
 pub fn node_of(user: &str) -> Option<&str> {
     user.strip_prefix(NODE_USER_PREFIX)
         .filter(|n| !n.is_empty())
+}
+
+/// This node's name, as the kubelet-client revival and the CSR approver's own-node check
+/// both find it: the kubelet client certificate's CN (`system:node:NAME`), else the user of
+/// kubelet.conf's current context, else the hostname (lower-cased, as the kubelet does).
+pub fn node_name(paths: &NodePaths, scan: &Scan) -> Option<String> {
+    let from_cert = scan
+        .kubelet
+        .iter()
+        .find(|k| k.name == "kubelet-client")
+        .and_then(|k| k.cert.as_ref().ok())
+        .and_then(|c| c.cn().and_then(node_of).map(str::to_owned));
+    from_cert
+        .or_else(|| conf_user(paths).and_then(|u| node_of(&u).map(str::to_owned)))
+        .or_else(|| crate::node::kubelet_pki::hostname(paths))
+}
+
+/// kubelet.conf's current user.
+fn conf_user(paths: &NodePaths) -> Option<String> {
+    let text = crate::node::kubelet_edit::read_text(&paths.root, &paths.kubelet_conf()).ok()?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    let s = |v: &serde_yaml::Value, k: &str| v.get(k)?.as_str().map(str::to_owned);
+    let ctx = s(&doc, "current-context")?;
+    doc.get("contexts")?
+        .as_sequence()?
+        .iter()
+        .find(|c| s(c, "name").as_deref() == Some(ctx.as_str()))
+        .and_then(|c| s(c.get("context")?, "user"))
 }
 
 /// Decide for the kubelet client certificate of `scan` at `now`; `enabled` is

@@ -2,6 +2,8 @@
 //! refused and why, and which static pods must restart in which order. No side effects, so
 //! `--dry-run` and the tests need none.
 
+/// Whether to approve a kubelet serving CSR: the rules (a)-(h), a verdict per rule.
+pub mod approve;
 /// Guard rails: the no-gain rule, renewal memory, restart budget, clock sanity, retention.
 pub mod guard;
 /// Whether the kubelet's client certificate needs reviving, and whether this node can.

@@ -83,7 +83,7 @@ pub enum Repair {
 
 /// kubelet.conf, resolved.
 pub fn kubelet_conf(paths: &NodePaths) -> PathBuf {
-    paths.kubeconfigs.join("kubelet.conf")
+    paths.kubelet_conf()
 }
 
 /// The current context's user name and its `user` mapping.

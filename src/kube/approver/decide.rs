@@ -4,19 +4,15 @@
 //! gone, is not an error.
 
 use crate::kube::client::{sleep, Backoff, Csr, Kube};
-use crate::kube::rules::{Outcome, Rule, Verdict};
 use crate::kube::views::{csr_view, from_time, is_pending, state};
 use crate::kube::KubeError;
+use crate::plan::approve::{Outcome, Rule, Verdict, APPROVE_REASON, DENY_REASON};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequestCondition, CertificateSigningRequestStatus,
 };
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// The reason of our Approved conditions.
-pub const REASON_APPROVE: &str = "KubeadmCertdApprove";
-/// The reason of our Denied conditions.
-pub const REASON_DENY: &str = "KubeadmCertdDeny";
 /// Attempts at writing one decision before the pass gives up (the next pass tries again).
 const WRITE_ATTEMPTS: usize = 5;
 
@@ -38,8 +34,8 @@ impl Kind {
     }
     fn reason(self) -> &'static str {
         match self {
-            Kind::Approve => REASON_APPROVE,
-            Kind::Deny => REASON_DENY,
+            Kind::Approve => APPROVE_REASON,
+            Kind::Deny => DENY_REASON,
         }
     }
 }
@@ -55,23 +51,9 @@ pub enum Written {
     Gone,
 }
 
-/// The rule's letter in the list (a)..(h), as the README and messages name them.
-pub fn letter(r: Rule) -> char {
-    match r {
-        Rule::Signer => 'a',
-        Rule::Requestor => 'b',
-        Rule::Usages => 'c',
-        Rule::Sans => 'd',
-        Rule::NodeExists => 'e',
-        Rule::IpSans => 'f',
-        Rule::DnsSans => 'g',
-        Rule::Attested => 'h',
-    }
-}
-
 /// "rule (f) ip-sans: 10.0.0.9 is Node w2's InternalIP" — the first failure, with its value.
 pub fn failure_line(rule: Rule, value: &str) -> String {
-    format!("rule ({}) {rule}: {value}", letter(rule))
+    format!("rule ({}) {rule}: {value}", rule.letter())
 }
 
 /// The Approved message: who approved, and every check with its outcome.
@@ -80,9 +62,9 @@ pub fn approve_message(v: &Verdict, by: &str) -> String {
         .checks
         .iter()
         .map(|(r, o)| match o {
-            Outcome::Pass(_) => format!("({}) {r} ok", letter(*r)),
-            Outcome::NotApplicable(_) => format!("({}) {r} n/a", letter(*r)),
-            Outcome::Fail(s) => format!("({}) {r} FAILED: {s}", letter(*r)),
+            Outcome::Pass(_) => format!("({}) {r} ok", r.letter()),
+            Outcome::NotApplicable(_) => format!("({}) {r} n/a", r.letter()),
+            Outcome::Fail(s) => format!("({}) {r} FAILED: {s}", r.letter()),
         })
         .collect();
     format!("approved by kubeadm-certd on {by}: {}", checks.join(", "))
@@ -174,7 +156,7 @@ mod tests {
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].type_, "Approved");
         assert_eq!(conds[0].status, "True");
-        assert_eq!(conds[0].reason.as_deref(), Some(REASON_APPROVE));
+        assert_eq!(conds[0].reason.as_deref(), Some(APPROVE_REASON));
         assert_eq!(
             failure_line(Rule::IpSans, "10.0.0.9"),
             "rule (f) ip-sans: 10.0.0.9"
@@ -184,6 +166,8 @@ mod tests {
                 (Rule::Signer, Outcome::Pass("x".into())),
                 (Rule::Attested, Outcome::NotApplicable("y".into())),
             ],
+            node: None,
+            request: None,
         };
         assert_eq!(
             approve_message(&v, "cp-1"),

@@ -3,10 +3,10 @@
 //! controlPlaneEndpoint), and this host's own view for attestation.
 
 use crate::kube::client::Kube;
-use crate::kube::rules::{self, ApiServerNames, HostView, NodeView, Policy};
 use crate::kube::views::node_view;
 use crate::kube::KubeError;
 use crate::node::NodePaths;
+use crate::plan::approve::{api_server_names, ApiServerNames, HostView, NodeView, Policy};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -45,19 +45,21 @@ pub struct Facts {
 /// controlPlaneEndpoint (absent or unreadable: the kubeconfig's server stands in for it).
 pub async fn gather(kube: &Kube, env: &Env) -> Result<Facts, KubeError> {
     let nodes = kube.nodes().await?.iter().map(node_view).collect();
-    let service_ip = match kube.kubernetes_service_ip().await {
-        Ok(ip) => ip,
-        Err(e) if e.not_found() => None,
+    let service_ips = match kube.kubernetes_service_ips().await {
+        Ok(ips) => ips,
+        Err(e) if e.not_found() => Vec::new(),
         Err(e) => return Err(e),
     };
+    // kubeadm-config's controlPlaneEndpoint; without one, the kubeconfig's server (the
+    // endpoint when one is set, else this node's advertise address).
     let endpoint = match control_plane_endpoint(kube).await {
-        Ok(Some(e)) => Some(e),
-        Ok(None) => host_of(kube.url()),
+        Ok(Some(e)) => e,
+        Ok(None) => kube.url().to_string(),
         Err(e) if e.transient() => return Err(e),
-        Err(_) => host_of(kube.url()),
+        Err(_) => kube.url().to_string(),
     };
     let (dns, ips) = apiserver_sans(&env.paths);
-    let api = rules::api_server_names((&dns, &ips), service_ip, endpoint.as_deref());
+    let api = api_server_names(&ips, &dns, &service_ips, Some(&endpoint));
     Ok(Facts {
         nodes,
         api,
@@ -92,42 +94,5 @@ async fn control_plane_endpoint(kube: &Kube) -> Result<Option<String>, KubeError
         .get("controlPlaneEndpoint")
         .and_then(|v| v.as_str())
         .filter(|s| !s.is_empty())
-        .map(strip_port))
-}
-
-/// `host:port`, `[v6]:port` or a bare host -> the host.
-fn strip_port(s: &str) -> String {
-    if let Some(rest) = s.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest).to_string();
-    }
-    if s.parse::<IpAddr>().is_ok() {
-        return s.to_string();
-    }
-    s.rsplit_once(':')
-        .map_or(s, |(h, p)| if p.parse::<u16>().is_ok() { h } else { s })
-        .to_string()
-}
-
-/// The host of a URL such as `https://10.0.0.1:6443`.
-fn host_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let host = strip_port(authority);
-    (!host.is_empty()).then_some(host)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(strip_port("cp.example.com:6443"), "cp.example.com");
-        assert_eq!(strip_port("10.0.0.1:6443"), "10.0.0.1");
-        assert_eq!(strip_port("10.0.0.1"), "10.0.0.1");
-        assert_eq!(strip_port("[fd00::1]:6443"), "fd00::1");
-        assert_eq!(strip_port("fd00::1"), "fd00::1");
-        assert_eq!(host_of("https://127.0.0.1:6443/"), Some("127.0.0.1".into()));
-        assert_eq!(host_of("https://[::1]:6443"), Some("::1".into()));
-    }
+        .map(str::to_owned))
 }

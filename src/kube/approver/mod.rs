@@ -14,11 +14,11 @@ pub mod facts;
 pub use facts::{gather, Env, Facts, HostFn};
 
 use crate::kube::client::{sleep, Backoff, Csr, Kube, KUBELET_SERVING};
-use crate::kube::rules;
 use crate::kube::stats::Shared;
 use crate::kube::views::{csr_view, is_pending};
 use crate::kube::KubeError;
 use crate::logging;
+use crate::plan::approve as rules;
 use decide::{approve_message, deny_message, failure_line, write, Kind, Written};
 use futures::StreamExt;
 use kube::api::WatchEvent;
@@ -250,7 +250,16 @@ impl Approver {
             .unwrap_or(&v.username)
             .to_string();
         let name = v.name.clone();
-        let failure = verdict.first_failure().map(|(r, val)| (r, val.to_string()));
+        // Approvable only when (a)-(g) pass and (h) passes or does not apply; a rule that
+        // could not be judged counts as the failure it stands for.
+        let failure = if verdict.approvable() {
+            None
+        } else {
+            Some(verdict.first_failure().map_or_else(
+                || (rules::Rule::Attested, verdict.summary()),
+                |(r, val)| (r, val.to_string()),
+            ))
+        };
         let (kind, message) = match &failure {
             None => (Kind::Approve, approve_message(&verdict, &self.by)),
             Some((rule, val)) if self.env.deny => (Kind::Deny, deny_message(*rule, val, &self.by)),

@@ -18,12 +18,12 @@ use crate::act::store::{atomic, backup};
 use crate::config::Settings;
 use crate::logging;
 use crate::node::fsread::{exists, resolve_in_root};
-use crate::node::kubelet_pki::{dated_client_pem, hostname, CLIENT_CURRENT};
+use crate::node::kubelet_pki::{dated_client_pem, CLIENT_CURRENT};
 use crate::node::NodePaths;
 use crate::pki::external::{load_ca, load_ca_key};
 use crate::pki::kubelet_client::{self, NodeClient};
 use crate::pki::table::CaId;
-use crate::plan::kubelet_client::{decide, node_of, Verdict};
+use crate::plan::kubelet_client::{decide, node_name, Verdict};
 use crate::plan::report::format::rfc3339_utc;
 use anyhow::{anyhow, bail, Context, Result};
 use recover::{remove_journal, write_journal};
@@ -143,33 +143,6 @@ pub fn manual_steps(node: &str) -> String {
     format!(
         "On a control-plane node run `kubeadm-certd kubelet-client kubeconfig --node {node} > {node}.conf`; copy it to this node as /etc/kubernetes/kubelet.conf (mode 0600); run `systemctl restart kubelet`; once the kubelet has written a new /var/lib/kubelet/pki/kubelet-client-current.pem, run `kubeadm-certd repair-kubelet-conf` here (kubelet.conf then uses the rotated file again)"
     )
-}
-
-/// The node's name: the current certificate's CN, else kubelet.conf's user, else the hostname.
-pub fn node_name(paths: &NodePaths, scan: &crate::plan::scan::Scan) -> Option<String> {
-    let from_cert = scan
-        .kubelet
-        .iter()
-        .find(|k| k.name == "kubelet-client")
-        .and_then(|k| k.cert.as_ref().ok())
-        .and_then(|c| c.cn().and_then(node_of).map(str::to_owned));
-    from_cert
-        .or_else(|| conf_user(paths).and_then(|u| node_of(&u).map(str::to_owned)))
-        .or_else(|| hostname(paths))
-}
-
-/// kubelet.conf's current user.
-fn conf_user(paths: &NodePaths) -> Option<String> {
-    let file = super::conf::kubelet_conf(paths);
-    let text = crate::node::kubelet_edit::read_text(&paths.root, &file).ok()?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
-    let s = |v: &serde_yaml::Value, k: &str| v.get(k)?.as_str().map(str::to_owned);
-    let ctx = s(&doc, "current-context")?;
-    doc.get("contexts")?
-        .as_sequence()?
-        .iter()
-        .find(|c| s(c, "name").as_deref() == Some(ctx.as_str()))
-        .and_then(|c| s(c.get("context")?, "user"))
 }
 
 /// Issue a client pair for `node` with this node's CA (certificateValidity, clamped).
