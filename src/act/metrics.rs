@@ -415,12 +415,20 @@ fn kube_gauges(o: &mut Out, g: &KubeGauges, now: OffsetDateTime) {
         "counter",
         "Kubelet serving CSRs not approved, by the first rule they failed and the action (denied, or left_pending when approver.deny is false).",
     );
-    for ((rule, action), n) in &g.denied {
-        o.sample(
-            "kubeadm_certd_csr_denied_total",
-            &[("rule", rule), ("action", action)],
-            *n,
-        );
+    // Every rule and action from 0, so that increase() sees the first denial of each.
+    for rule in crate::plan::approve::Rule::ALL {
+        for action in ["denied", "left_pending"] {
+            let n = g
+                .denied
+                .get(&(rule.label().to_string(), action.to_string()))
+                .copied()
+                .unwrap_or(0);
+            o.sample(
+                "kubeadm_certd_csr_denied_total",
+                &[("rule", rule.label()), ("action", action)],
+                n,
+            );
+        }
     }
     o.family(
         "kubeadm_certd_csr_pending_stale",

@@ -90,6 +90,9 @@ impl KubeTasks {
         let stats = Shared::default();
         let mut handles = Vec::new();
         if approve {
+            // Set before the task first runs, so that the textfile written by the next cycle
+            // already carries the approver's series.
+            stats.lock().approver_on = true;
             let env = crate::context::approver_env(ctx);
             tracing::debug!(
                 "approver starting with {} ({}; CSRs that fail a rule are {})",
