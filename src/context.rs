@@ -70,3 +70,26 @@ pub fn cancel_on_signals() -> Cancel {
     }
     cancel
 }
+
+/// What the CSR approver and `csr list|approve` decide with: the policy from the settings,
+/// this node's name as the kubelet client revival finds it, this host's attested view
+/// (read afresh at each pass: addresses change), the clock.
+pub fn approver_env(ctx: &Ctx) -> crate::kube::approver::Env {
+    use crate::node::host::{host_view, RealInterfaces};
+    let paths = ctx.paths.clone();
+    let scan = crate::plan::scan::scan(&paths);
+    let node = crate::plan::kubelet_client::node_name(&paths, &scan);
+    let (host_paths, host_node) = (paths.clone(), node.clone());
+    crate::kube::approver::Env {
+        paths,
+        policy: crate::plan::approve::Policy::from_settings(&ctx.settings.approver),
+        deny: ctx.settings.approver.deny,
+        host: std::sync::Arc::new(move || {
+            host_node
+                .as_deref()
+                .and_then(|n| host_view(&host_paths, &RealInterfaces, n).ok())
+        }),
+        node,
+        now,
+    }
+}

@@ -16,6 +16,10 @@
 //!   restart `Gate` that `act::staticpods` defines and writes through `act::store`, and
 //!   `act::restart` runs a node's restart sequence under it. It knows nothing of the CLI or
 //!   the daemon.
+//! - `kube/`: the Kubernetes API (kube-rs, from admin.conf under `--root`): the kubelet serving
+//!   CSR approver, which carries out `plan::approve`'s verdicts, and `serverTLSBootstrap` in
+//!   the kubelet-config ConfigMap. Beside `cluster/`: it imports reading and planning code,
+//!   `config`, `logging` and `act::cancel`, and nothing of the daemon or the CLI.
 //! - `daemon/`: the tokio loop: timer, watches, signals, sd_notify.
 //! - `cli/`: clap definitions, one file per command, generated assets, the demo.
 //! - `testkit/`: kubeadm-shaped nodes and stand-in components (demo and tests).
@@ -45,6 +49,8 @@ pub mod config;
 pub mod context;
 /// The daemon: the run loop, sd_notify, watches.
 pub mod daemon;
+/// The Kubernetes API: the kubelet serving CSR approver, the kubelet-config ConfigMap.
+pub mod kube;
 /// tracing setup, journald fields and MESSAGE_IDs.
 pub mod logging;
 /// Reading the node: paths, manifests, kubelet config, YAML text edits.

@@ -52,6 +52,29 @@ pub const MSG_KUBELET_CONFIG_DRIFT: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b340";
 /// MESSAGE_ID (issue 18): the kubelet config keeps losing serverTLSBootstrap and the restart
 /// budget is spent: the daemon no longer sets it again.
 pub const MSG_KUBELET_DRIFT_LOOP: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b341";
+/// MESSAGE_ID (Kubernetes API, issue 17): a kubelet serving CSR was approved.
+pub const MSG_CSR_APPROVED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b331";
+/// MESSAGE_ID (Kubernetes API): a kubelet serving CSR was denied (`approver.deny: true`).
+pub const MSG_CSR_DENIED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b332";
+/// MESSAGE_ID (Kubernetes API): a kubelet serving CSR failed a rule and was left pending.
+pub const MSG_CSR_LEFT_PENDING: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b333";
+/// MESSAGE_ID (Kubernetes API): too many pending CSRs, nothing is approved (flood guard).
+pub const MSG_CSR_FLOOD: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b334";
+/// MESSAGE_ID (Kubernetes API): the API server is unreachable (a standing condition).
+pub const MSG_API_UNREACHABLE: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b335";
+/// MESSAGE_ID (Kubernetes API): the API server answers again.
+pub const MSG_API_REACHABLE: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b336";
+/// MESSAGE_ID (Kubernetes API): a decision could not be written (e.g. 403), or the approver
+/// cannot run (no kubeconfig with `approver.mode: on`).
+pub const MSG_APPROVER_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b337";
+/// MESSAGE_ID (Kubernetes API): serverTLSBootstrap set in the cluster's kubelet-config ConfigMap.
+pub const MSG_KUBELET_CONFIGMAP_SET: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b338";
+/// MESSAGE_ID (Kubernetes API): the ConfigMap part waits for the API (persisted as pending).
+pub const MSG_KUBELET_CONFIGMAP_PENDING: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b339";
+/// MESSAGE_ID (Kubernetes API): the ConfigMap could not be changed (not found, refused).
+pub const MSG_KUBELET_CONFIGMAP_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b33a";
+/// MESSAGE_ID (Kubernetes API): the approver started or stopped.
+pub const MSG_APPROVER_STATE: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b33b";
 
 /// Set up logging once, at process start.
 pub fn init(verbose: bool) {

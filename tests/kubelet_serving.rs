@@ -217,10 +217,11 @@ fn enable_edits_backs_up_restarts_and_waits() {
         "{stdout}"
     );
     for needle in [
-        "kubectl get csr",
-        "kubectl certificate approve",
-        "kubectl -n kube-system edit cm kubelet-config",
-        "SAN",
+        "kubeadm-certd csr list",
+        "kubeadm-certd csr approve NAME",
+        "kubelet-config ConfigMap",
+        "--node-only",
+        "address",
     ] {
         assert!(
             stdout.contains(needle),
@@ -228,7 +229,7 @@ fn enable_edits_backs_up_restarts_and_waits() {
         );
     }
     // Logged as well as printed.
-    assert!(stderr.contains("kubectl certificate approve"), "{stderr}");
+    assert!(stderr.contains("kubeadm-certd csr list"), "{stderr}");
 }
 
 #[test]

@@ -510,5 +510,44 @@ fn every_alert_has_annotations_and_a_runbook_section() {
             );
         }
     }
-    assert_eq!(n, 14);
+    assert_eq!(n, 15);
+}
+
+/// The approver's series (issue 17), written by a real daemon on a control-plane node whose
+/// API does not answer; the CSR alert stays silent on them, and fires on the fixture's series.
+#[test]
+fn approver_series_exist_in_the_textfile() {
+    let f = Fleet::get();
+    for name in [
+        "kubeadm_certd_csr_approved_total",
+        "kubeadm_certd_csr_pending_stale",
+        "kubeadm_certd_api_reachable",
+    ] {
+        assert!(
+            !f.approver.matching(name, &[]).is_empty(),
+            "{name} missing from the approver node's textfile"
+        );
+    }
+    assert_eq!(
+        f.approver.one("kubeadm_certd_api_reachable", &[]).value,
+        0.0
+    );
+    assert_eq!(
+        f.approver.one("kubeadm_certd_csr_pending_stale", &[]).value,
+        0.0
+    );
+    // Nodes without a Kubernetes client write none of them.
+    assert!(f
+        .healthy
+        .matching("kubeadm_certd_api_reachable", &[])
+        .is_empty());
+    let a = "KubeadmCertdCSRPendingTooLong";
+    check(a, vec![silent(&[one("approver", &f.approver)], a, 30)]);
+    if !require_promtool() {
+        return;
+    }
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/monitoring/csr.test.yaml");
+    let out = promtool(&["test", "rules", fixture.to_str().unwrap()]);
+    assert!(out.contains("SUCCESS"), "{out}");
 }

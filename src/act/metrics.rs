@@ -53,7 +53,57 @@ pub struct Counters {
     pub guard: GuardGauges,
     /// HA coordination gauges; `None` on a node that acts alone.
     pub cluster: Option<ClusterGauges>,
+    /// The Kubernetes side (issue 17): the CSR approver and the API's reachability.
+    pub kube: KubeSource,
 }
+
+/// The Kubernetes side's numbers (issue 17), as of when the textfile is rendered.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KubeGauges {
+    /// Whether the approver runs (its series are written only then).
+    pub approver_on: bool,
+    /// CSRs approved.
+    pub approved: u64,
+    /// CSRs not approved, by (rule, action): action `denied` or `left_pending`.
+    pub denied: BTreeMap<(String, String), u64>,
+    /// When each pending kubelet-serving CSR was created.
+    pub pending_created: Vec<Option<OffsetDateTime>>,
+    /// Whether the last API call got through; `None` before the first one.
+    pub api_reachable: Option<bool>,
+}
+
+/// A reader of [`KubeGauges`]: the daemon hands in one over the approver's shared counters,
+/// which change between cycles; `None` on a node without a Kubernetes client.
+#[derive(Clone, Default)]
+pub struct KubeSource(pub Option<std::sync::Arc<dyn Fn() -> KubeGauges + Send + Sync>>);
+
+impl KubeSource {
+    fn read(&self) -> Option<KubeGauges> {
+        self.0.as_ref().map(|f| f())
+    }
+}
+
+impl std::fmt::Debug for KubeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "KubeSource(set)"
+        } else {
+            "KubeSource(none)"
+        })
+    }
+}
+
+impl PartialEq for KubeSource {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for KubeSource {}
 
 /// HA coordination (issue 11): the restart lock, the halt record, etcd's health.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -333,7 +383,64 @@ pub fn render(scan: &Scan, counters: &Counters, now: OffsetDateTime) -> String {
     if let Some(g) = &counters.cluster {
         cluster_gauges(&mut o, g);
     }
+    if let Some(g) = counters.kube.read() {
+        kube_gauges(&mut o, &g, now);
+    }
     o.0
+}
+
+/// A CSR pending longer than this counts in `kubeadm_certd_csr_pending_stale`.
+pub const CSR_PENDING_STALE: time::Duration = time::Duration::minutes(5);
+
+fn kube_gauges(o: &mut Out, g: &KubeGauges, now: OffsetDateTime) {
+    if let Some(r) = g.api_reachable {
+        o.family(
+            "kubeadm_certd_api_reachable",
+            "gauge",
+            "1 if the last call to the Kubernetes API (admin.conf) got through, else 0.",
+        );
+        o.sample("kubeadm_certd_api_reachable", &[], u8::from(r));
+    }
+    if !g.approver_on {
+        return;
+    }
+    o.family(
+        "kubeadm_certd_csr_approved_total",
+        "counter",
+        "Kubelet serving CSRs this daemon approved since it started.",
+    );
+    o.sample("kubeadm_certd_csr_approved_total", &[], g.approved);
+    o.family(
+        "kubeadm_certd_csr_denied_total",
+        "counter",
+        "Kubelet serving CSRs not approved, by the first rule they failed and the action (denied, or left_pending when approver.deny is false).",
+    );
+    // Every rule and action from 0, so that increase() sees the first denial of each.
+    for rule in crate::plan::approve::Rule::ALL {
+        for action in ["denied", "left_pending"] {
+            let n = g
+                .denied
+                .get(&(rule.label().to_string(), action.to_string()))
+                .copied()
+                .unwrap_or(0);
+            o.sample(
+                "kubeadm_certd_csr_denied_total",
+                &[("rule", rule.label()), ("action", action)],
+                n,
+            );
+        }
+    }
+    o.family(
+        "kubeadm_certd_csr_pending_stale",
+        "gauge",
+        "Kubelet serving CSRs pending for more than 5 minutes.",
+    );
+    let stale = g
+        .pending_created
+        .iter()
+        .filter(|c| c.is_some_and(|c| now - c > CSR_PENDING_STALE))
+        .count();
+    o.sample("kubeadm_certd_csr_pending_stale", &[], stale);
 }
 
 fn cluster_gauges(o: &mut Out, g: &ClusterGauges) {

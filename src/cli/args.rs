@@ -93,7 +93,9 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Enable or disable the kubelet's serverTLSBootstrap (CA-signed serving certificates).
+    /// Enable or disable the kubelet's serverTLSBootstrap (CA-signed serving certificates):
+    /// in this node's kubelet config and, on a control-plane node, in the cluster's
+    /// kubelet-config ConfigMap.
     KubeletServingCerts {
         /// enable or disable.
         #[arg(value_parser = ["enable", "disable"])]
@@ -101,6 +103,16 @@ pub enum Command {
         /// Do not restart the kubelet.
         #[arg(long)]
         no_restart: bool,
+        /// Change this node's kubelet config only, not the cluster's ConfigMap.
+        #[arg(long)]
+        node_only: bool,
+    },
+    /// Kubelet serving CSRs: list them with what each approval rule says, or approve those
+    /// that pass every rule.
+    Csr {
+        /// list or approve.
+        #[command(subcommand)]
+        action: CsrAction,
     },
     /// Point kubelet.conf at kubelet-client-current.pem instead of an embedded certificate
     /// (clusters made before kubeadm 1.17).
@@ -139,6 +151,24 @@ pub enum Command {
     GenerateAssets {
         /// Output directory.
         dir: PathBuf,
+    },
+}
+
+/// `csr` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CsrAction {
+    /// Every kubelet-serving CSR: requestor, SANs, age, state, and each rule's verdict.
+    List {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Approve the named CSRs that pass every rule; each refused one is named with the
+    /// first rule it fails (exit 1 if any is refused).
+    Approve {
+        /// CSR names.
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 

@@ -7,8 +7,9 @@ use crate::context::{cancel_on_signals, now, Ctx};
 use crate::node::kubelet_edit::{ENABLE_FOLLOW_UP, KEY};
 use anyhow::Result;
 
-/// `kubelet-serving-certs enable|disable`.
-pub fn serving_certs(ctx: &Ctx, enable: bool, no_restart: bool) -> Result<()> {
+/// `kubelet-serving-certs enable|disable`: this node's kubelet config, then (unless
+/// `node_only`) the cluster's kubelet-config ConfigMap on a control-plane node.
+pub fn serving_certs(ctx: &Ctx, enable: bool, no_restart: bool, node_only: bool) -> Result<()> {
     let cancel = cancel_on_signals();
     let _lock = ctx.lock_and_recover(&cancel)?;
     let paths = &ctx.paths;
@@ -27,13 +28,56 @@ pub fn serving_certs(ctx: &Ctx, enable: bool, no_restart: bool) -> Result<()> {
             }
         }
     }
+    if !node_only {
+        cluster_part(ctx, enable, &cancel)?;
+    }
     if enable {
         println!("\n{ENABLE_FOLLOW_UP}");
         // The full text went to stdout; the journal gets the gist.
         tracing::warn!(
             ACTION = "kubelet-config",
-            "serverTLSBootstrap is on: approve this node's kubelet-serving CSRs (kubectl get csr; kubectl certificate approve NAME)"
+            "serverTLSBootstrap is on: this node's kubelet-serving CSRs are approved by the kubeadm-certd daemons on the control-plane nodes (approver.mode: auto); see them with `kubeadm-certd csr list` there"
         );
+    }
+    Ok(())
+}
+
+/// The ConfigMap part: done now when the API answers; otherwise remembered as pending for
+/// the daemon, which does it when the API answers.
+fn cluster_part(ctx: &Ctx, enable: bool, cancel: &crate::act::cancel::Cancel) -> Result<()> {
+    use crate::kube::kubelet_config::{set_server_tls_bootstrap, CmEdit};
+    let kubeconfig = ctx.settings.approver.kubeconfig.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let r = rt.block_on(async {
+        let Some(kube) = crate::kube::Kube::connect(&ctx.paths.root, &kubeconfig, cancel).await?
+        else {
+            return Ok(None);
+        };
+        Ok::<_, anyhow::Error>(Some(set_server_tls_bootstrap(&kube, enable).await))
+    })?;
+    match r {
+        None => println!("{kubeconfig} does not exist here (not a control-plane node): the cluster's kubelet-config ConfigMap is set from a control-plane node."),
+        Some(Ok(CmEdit::Unchanged { name })) => {
+            println!("{KEY} is already {enable} in ConfigMap kube-system/{name}");
+            crate::act::kubelet::pending::clear(&ctx.paths)?;
+        }
+        Some(Ok(CmEdit::Changed { name, diff })) => {
+            print!("{diff}");
+            println!("Set {KEY}: {enable} in ConfigMap kube-system/{name}: joins and upgrades keep it from now on.");
+            tracing::info!(
+                MESSAGE_ID = crate::logging::MSG_KUBELET_CONFIGMAP_SET,
+                ACTION = "kubelet-config",
+                "serverTLSBootstrap: {enable} in ConfigMap kube-system/{name}"
+            );
+            crate::act::kubelet::pending::clear(&ctx.paths)?;
+        }
+        Some(Err(e)) if e.transient() => {
+            crate::act::kubelet::pending::write(&ctx.paths, enable, now())?;
+            println!("The cluster part is pending: {e}. The daemon sets {KEY}: {enable} in the kubelet-config ConfigMap when the API answers (at its next start or `systemctl reload kubeadm-certd`).");
+        }
+        Some(Err(e)) => anyhow::bail!("this node's kubelet config is done, the cluster's is not: {e}"),
     }
     Ok(())
 }

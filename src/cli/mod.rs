@@ -9,6 +9,7 @@ pub mod assets;
 mod backups;
 mod check;
 mod cluster;
+mod csr;
 /// The `demo` command.
 pub mod demo;
 mod kubelet;
@@ -17,7 +18,7 @@ mod recover;
 mod renew;
 mod restart;
 
-pub use args::{Cli, ClusterAction, Command, KubeletClientAction, Output, RenewArgs};
+pub use args::{Cli, ClusterAction, Command, CsrAction, KubeletClientAction, Output, RenewArgs};
 
 use crate::context::{now, Ctx};
 use anyhow::Result;
@@ -66,9 +67,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Recover => recover::run(&ctx),
         Command::Cluster { action } => cluster::run(&ctx, &action),
         Command::Backups { prune } => backups::run(&ctx, prune, now()),
-        Command::KubeletServingCerts { action, no_restart } => {
-            kubelet::serving_certs(&ctx, action == "enable", no_restart)
-        }
+        Command::KubeletServingCerts {
+            action,
+            no_restart,
+            node_only,
+        } => kubelet::serving_certs(&ctx, action == "enable", no_restart, node_only),
+        Command::Csr { action } => csr::run(&ctx, &action),
         Command::RepairKubeletConf => kubelet::repair(&ctx),
         Command::KubeletClient { action } => match action {
             KubeletClientAction::Revive { dry_run } => kubelet_client::revive(&ctx, dry_run, now()),

@@ -4,6 +4,8 @@
 //! a cycle that changed nothing logs nothing at info level, and standing conditions are
 //! logged once (see `conditions`).
 
+/// The Kubernetes side: the CSR approver and the kubelet-config ConfigMap (tokio tasks).
+pub mod api;
 /// Standing conditions: logged once, reminded daily, cleared once.
 pub mod conditions;
 /// Restarts under the HA coordination: STATUS=, metrics, owed restarts.
@@ -174,6 +176,14 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     })?;
     apply_kubelet_setting(&ctx, &cancel).await;
     let mut state = cycle::State::default();
+    // The approver and the ConfigMap task are for the long-running daemon; `--once` (a
+    // timer) runs one cycle and leaves.
+    let mut kube = if once {
+        api::KubeTasks::default()
+    } else {
+        api::KubeTasks::start(&ctx, &cancel).await
+    };
+    state.counters.kube = kube.source();
     let mut w = watch::Watch::new();
     begin_round(&mut w, &ctx, &mut state, !once);
     let first = cycle(&ctx, &mut state, "start", &cancel).await?;
@@ -235,6 +245,10 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                         if kubelet_changed {
                             apply_kubelet_setting(&ctx, &cancel).await;
                         }
+                        // The approver and the ConfigMap task follow the new settings.
+                        drop(std::mem::take(&mut kube));
+                        kube = api::KubeTasks::start(&ctx, &cancel).await;
+                        state.counters.kube = kube.source();
                         notify::ready("configuration reloaded");
                         next = tokio::time::Instant::now();
                     }

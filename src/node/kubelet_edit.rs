@@ -18,12 +18,12 @@ pub const ENABLE_FOLLOW_UP: &str = "\
 serverTLSBootstrap is on: the kubelet now asks the cluster for a CA-signed serving certificate
 through a CertificateSigningRequest (signer kubernetes.io/kubelet-serving), and serves none
 until that CSR is approved. The kube-controller-manager does NOT approve these CSRs.
-  - approve them: `kubectl get csr`, then `kubectl certificate approve <name>` for each pending
-    kubelet-serving CSR of this node (check that its DNS names and IPs are the node's own);
-  - auto-approval (e.g. kubelet-csr-approver) is only safe when it validates the requested SANs;
-  - other nodes and future joins read the cluster-wide kubelet-config ConfigMap, which a node
-    daemon does not touch: `kubectl -n kube-system edit cm kubelet-config` and set
-    serverTLSBootstrap: true there too.";
+  - on control-plane nodes the kubeadm-certd daemon approves them (approver.mode: auto), after
+    checking every requested name and address against the Nodes and the API server's own;
+  - see them, with what each rule says: `kubeadm-certd csr list` (on a control-plane node);
+    approve one by hand: `kubeadm-certd csr approve NAME`;
+  - on a control-plane node this command also sets serverTLSBootstrap in the cluster's
+    kubelet-config ConfigMap, so that joins and upgrades keep it (--node-only skips that).";
 
 /// The kubelet config text with `serverTLSBootstrap` set to `enable`, or `None` when it
 /// already is (absent counts as false). The result is re-parsed to prove that the key, and

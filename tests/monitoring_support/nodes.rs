@@ -46,6 +46,27 @@ impl Node {
         self.run_once_with(config, true)
     }
 
+    /// The daemon itself with `config` for about 4 s (a few cycles, so that the approver has
+    /// tried the API), then SIGTERM; the last textfile it wrote.
+    pub fn run_daemon(&self, config: &str) -> Textfile {
+        let cfg = self.root().join("certd.yaml");
+        std::fs::write(&cfg, format!("{config}metrics:\n  textfile: {TEXTFILE}\n")).unwrap();
+        let out_path: PathBuf = self.root().join(TEXTFILE.trim_start_matches('/'));
+        std::fs::create_dir_all(out_path.parent().unwrap()).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["--root", self.root().to_str().unwrap()])
+            .args(["--config", cfg.to_str().unwrap(), "run"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        Textfile::parse(&std::fs::read_to_string(&out_path).unwrap())
+    }
+
     fn run_once_with(&self, config: &str, read_only_pki: bool) -> Textfile {
         let cfg = self.root().join("certd.yaml");
         std::fs::write(&cfg, format!("{config}metrics:\n  textfile: {TEXTFILE}\n")).unwrap();
@@ -119,6 +140,9 @@ pub struct Fleet {
     /// `coordination.mode: etcd` with no etcd member answering: the coordination gauges
     /// (no healthy member, no lock, no halt seen).
     pub coordinated: Textfile,
+    /// The daemon (not `--once`) on a control-plane node whose admin.conf points at an API
+    /// that does not answer (127.0.0.1:6443): the approver's series, API unreachable.
+    pub approver: Textfile,
 }
 
 impl Fleet {
@@ -142,6 +166,7 @@ impl Fleet {
             ("budget-spent", &self.budget_spent),
             ("clock-behind", &self.clock_behind),
             ("coordinated", &self.coordinated),
+            ("approver", &self.approver),
         ]
     }
 
@@ -209,7 +234,11 @@ impl Fleet {
         );
         let coordinated = Node::build(|s| s.leaf_left = days(200))
             .run_once(&format!("{NO_RESTART}coordination:\n  mode: etcd\n"));
+        let approver = Node::build(|s| s.leaf_left = days(200)).run_daemon(&format!(
+            "{NO_RESTART}checkInterval: 1s\njitter: 0s\napprover:\n  mode: on\n"
+        ));
         Fleet {
+            approver,
             healthy,
             renewed,
             expiring,

@@ -219,7 +219,12 @@ pub fn build(root: &Path, spec: &NodeSpec) -> Result<()> {
     b.write("etc/kubernetes/pki/sa.key", &sa_pem, 0o600)?;
     b.write("etc/kubernetes/pki/sa.pub", &sa.public_key_pem(), 0o600)?;
     let server = format!("https://{}:{}", spec.advertise, spec.ports.apiserver);
-    b.kubeconfig(&ca, "admin.conf", "kubernetes-admin", &admins, &server)?;
+    // admin.conf is what the daemon's CSR approver dials (approver.mode: auto): a built node
+    // must never send it off the machine (the advertise address is 10.0.0.10), nor to the
+    // harness's stand-in components; nothing listens on 127.0.0.1:6443 here. Tests of the
+    // approver point it at the stand-in API server instead.
+    let admin_server = "https://127.0.0.1:6443";
+    b.kubeconfig(&ca, "admin.conf", "kubernetes-admin", &admins, admin_server)?;
     if spec.super_admin {
         b.kubeconfig(
             &ca,
