@@ -453,7 +453,7 @@ fn nodes_and_the_kubernetes_service() {
 #[test]
 fn version_reports_the_configured_git_version() {
     let fx = Fx::new();
-    assert_eq!(fx.admin.get("/version").1["gitVersion"], "v1.31.0");
+    assert_eq!(fx.admin.get("/version").1["gitVersion"], "v1.34.0");
     fx.api.set_version("v1.29.3");
     let (_, v) = fx.admin.get("/version");
     assert_eq!(

@@ -143,11 +143,11 @@ impl State {
             open_watches: 0,
             faults: Faults::default(),
             requests: Vec::new(),
-            git_version: "v1.31.0".into(),
+            git_version: "v1.34.0".into(),
             stopping: false,
             down: false,
             gone_as_http: false,
-            bookmark_every: Duration::from_secs(5),
+            bookmark_every: Duration::from_secs(60),
         }
     }
 
