@@ -37,7 +37,8 @@ pub(crate) fn list(
     let rv = req.param("resourceVersion").filter(|s| !s.is_empty());
     let cont = req.param("continue").filter(|s| !s.is_empty());
     let mut list_rv = st.rv;
-    let mut start = String::new();
+    // The last (namespace, name) of the previous page: keys compare as the store orders them.
+    let mut start: Option<(String, String)> = None;
     if let Some(tok) = cont {
         let (trv, s) = decode_continue(tok)?;
         if trv < st.floor {
@@ -47,7 +48,7 @@ pub(crate) fn list(
             ));
         }
         list_rv = trv;
-        start = s;
+        start = Some(s);
     } else if let Some(rv) = rv {
         let n = parse_rv(rv)?;
         match req.param("resourceVersionMatch").unwrap_or("") {
@@ -78,7 +79,11 @@ pub(crate) fn list(
     let all: Vec<(&Key, &Value)> = st
         .list(kind, ns, &sel)
         .into_iter()
-        .filter(|(k, _)| start.is_empty() || key_str(k) > start)
+        .filter(|(k, _)| {
+            start
+                .as_ref()
+                .is_none_or(|(ns, n)| (k.1.as_str(), k.2.as_str()) > (ns.as_str(), n.as_str()))
+        })
         .collect();
     let take = limit.unwrap_or(all.len()).min(all.len());
     let items: Vec<Value> = all[..take]
@@ -95,7 +100,7 @@ pub(crate) fn list(
         .collect();
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
     if take < all.len() {
-        meta["continue"] = json!(encode_continue(list_rv, &key_str(all[take - 1].0)));
+        meta["continue"] = json!(encode_continue(list_rv, all[take - 1].0));
         meta["remainingItemCount"] = json!(all.len() - take);
     }
     Ok(json!({
@@ -106,22 +111,23 @@ pub(crate) fn list(
     }))
 }
 
-fn key_str(k: &Key) -> String {
-    format!("{}/{}", k.1, k.2)
-}
-
-fn encode_continue(rv: u64, start: &str) -> String {
-    let t = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start});
+fn encode_continue(rv: u64, last: &Key) -> String {
+    let t = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": [last.1, last.2]});
     base64::engine::general_purpose::URL_SAFE.encode(t.to_string())
 }
 
-fn decode_continue(tok: &str) -> Result<(u64, String), Status> {
+fn decode_continue(tok: &str) -> Result<(u64, (String, String)), Status> {
     let bad = || Status::bad_request("continue key is not valid");
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(tok)
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
-    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
-    Ok((rv, start.to_string()))
+    let part = |i: usize| {
+        v.pointer(&format!("/start/{i}"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (ns, name) = (part(0).ok_or_else(bad)?, part(1).ok_or_else(bad)?);
+    Ok((rv, (ns, name)))
 }
