@@ -10,7 +10,7 @@ use anyhow::Result;
 /// `kubelet-serving-certs enable|disable`.
 pub fn serving_certs(ctx: &Ctx, enable: bool, no_restart: bool) -> Result<()> {
     let cancel = cancel_on_signals();
-    let _lock = ctx.lock_and_recover(&cancel)?;
+    let _lock = ctx.lock_and_recover("kubelet-serving-certs", &cancel)?;
     let paths = &ctx.paths;
     let host = paths.show(&paths.kubelet_config);
     match serving::set_server_tls_bootstrap(paths, enable, now())? {
@@ -41,7 +41,7 @@ pub fn serving_certs(ctx: &Ctx, enable: bool, no_restart: bool) -> Result<()> {
 /// `repair-kubelet-conf`.
 pub fn repair(ctx: &Ctx) -> Result<()> {
     let cancel = cancel_on_signals();
-    let _lock = ctx.lock_and_recover(&cancel)?;
+    let _lock = ctx.lock_and_recover("repair-kubelet-conf", &cancel)?;
     let paths = &ctx.paths;
     let host = paths.show(&kubelet_conf::kubelet_conf(paths));
     match kubelet_conf::repair(paths, now())? {
