@@ -92,7 +92,8 @@ pub enum Command {
         #[arg(long)]
         prune: bool,
     },
-    /// Run the daemon.
+    /// Run the daemon. It holds the node lock only while it acts (a cycle), so the other
+    /// commands work while it runs; it waits for one that holds the lock.
     Run {
         /// One cycle, then exit (for a timer).
         #[arg(long)]
