@@ -7,15 +7,22 @@ use crate::config::Settings;
 use crate::node::paths::Root;
 use crate::node::NodePaths;
 use anyhow::Result;
+use std::time::Duration;
 use time::OffsetDateTime;
 
+/// How long a command that changes the node waits for the node lock by default (`--wait`).
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(300);
+
 /// What every command needs: the node's paths and the settings.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ctx {
     /// Validated settings.
     pub settings: Settings,
     /// The node.
     pub paths: NodePaths,
+    /// How long a command waits for the node lock (`--wait`; zero: not at all). The daemon
+    /// waits for a command until it is stopped.
+    pub lock_wait: Duration,
 }
 
 impl Ctx {
@@ -24,12 +31,39 @@ impl Ctx {
         let root = Root::new(root);
         let settings = Settings::load(&root, config)?;
         let paths = settings.paths(&root);
-        Ok(Ctx { settings, paths })
+        Ok(Ctx {
+            settings,
+            paths,
+            lock_wait: DEFAULT_LOCK_WAIT,
+        })
     }
 
-    /// Take the lock and finish whatever an interrupted run left.
-    pub fn lock_and_recover(&self, cancel: &Cancel) -> Result<Lock> {
-        let l = lock::acquire(&self.paths.lock_file())?;
+    /// For a command that changes the node: take the node lock as `what` (the command's
+    /// name, written into the lock file for whoever waits next), waiting up to `lock_wait`
+    /// for the daemon's cycle or another command to finish and saying once on stderr whom
+    /// it waits for. SIGTERM/SIGINT (`cancel`) end the wait with nothing changed.
+    pub fn lock(&self, what: &str, cancel: &Cancel) -> Result<Lock> {
+        let path = self.paths.lock_file();
+        let bound = self.lock_wait;
+        let say = |h: &lock::Holder| {
+            eprintln!(
+                "Waiting for the node lock ({}), held by {h}, for up to {} (--wait)",
+                self.paths.show(&path),
+                crate::logging::human_duration(bound)
+            )
+        };
+        let w = lock::Wait {
+            what,
+            bound: Some(bound),
+            cancel,
+            on_wait: &say,
+        };
+        Ok(lock::acquire_waiting(&path, &w)?)
+    }
+
+    /// [`Ctx::lock`], then finish whatever an interrupted run left.
+    pub fn lock_and_recover(&self, what: &str, cancel: &Cancel) -> Result<Lock> {
+        let l = self.lock(what, cancel)?;
         self.recover(true, cancel)?;
         Ok(l)
     }

@@ -297,7 +297,7 @@ fn install_signed_before_commit() {
         |n, pid| {
             // It holds the lock (so its recovery is done) and has written nothing.
             std::fs::read_to_string(n.p(&format!("{STATE}/lock")))
-                .is_ok_and(|p| p.trim() == pid.to_string())
+                .is_ok_and(|p| p.split_whitespace().next() == Some(pid.to_string().as_str()))
         },
         false,
     );

@@ -8,6 +8,9 @@
 //!    from the newest backup whose key matches the certificate, or whose certificate matches
 //!    the key.
 //! 4. Parked static pod manifests: move them back (see `staticpods::park`).
+//!
+//! The daemon holds the lock only while it acts, so it also asks [`left_behind`] before each
+//! cycle and runs [`recover_files`] when a command died between two of its cycles.
 
 use crate::act::cancel::Cancel;
 use crate::act::store::{atomic, backup, journal};
@@ -125,7 +128,8 @@ fn repair_pair(
 }
 
 /// What an interrupted run left for `recover` to finish, without touching anything: a commit
-/// journal, staged files, parked manifests, owed restarts. check-expiration reports it.
+/// journal, staged files, parked manifests. check-expiration reports it. Owed restarts are
+/// apart (`owed::read`): the daemon also keeps them on purpose (restart budget, HA lock).
 pub fn pending(paths: &NodePaths) -> Vec<String> {
     let mut v = Vec::new();
     if paths.journal().exists() {
@@ -144,11 +148,27 @@ pub fn pending(paths: &NodePaths) -> Vec<String> {
     if !parked.is_empty() {
         v.push(format!("parked manifests ({})", parked.join(", ")));
     }
-    let owed = crate::act::store::owed::read(paths);
-    if !owed.is_empty() {
-        v.push(format!("owed restarts ({})", owed.join(", ")));
-    }
     v
+}
+
+/// Whether an interrupted run left anything for [`recover_files`]: a commit journal, a
+/// revival journal, staged files, parked manifests, a half-written state file. A few stat and
+/// readdir calls, so that the daemon can ask before every cycle (between two cycles it holds
+/// no lock, and a manual command may have died mid-write). Owed restarts are not counted: the
+/// daemon's cycle carries them out within its restart budget.
+pub fn left_behind(paths: &NodePaths) -> bool {
+    if paths.journal().exists()
+        || crate::act::kubelet::revive::pending(paths)
+        || !crate::act::staticpods::park::parked(paths).is_empty()
+    {
+        return true;
+    }
+    let mut top = Vec::new();
+    walk_state_top(paths, &mut top);
+    !top.is_empty()
+        || journal::staging_dirs(paths)
+            .iter()
+            .any(|d| journal::has_staged(d))
 }
 
 /// Everything recovery does, in order: parked manifests back, the renewal side, then restarts
@@ -160,11 +180,26 @@ pub fn recover_all(
     cancel: &Cancel,
     now: OffsetDateTime,
 ) -> Result<Recovered> {
+    let mut r = recover_files(paths, settings, restarts, cancel, now)?;
+    owed_restarts(paths, settings, restarts, cancel, now, &mut r)?;
+    Ok(r)
+}
+
+/// Recovery without the owed static-pod restarts: parked manifests back, an interrupted
+/// kubelet revival finished (restarting the kubelet with `kubelet_restart`), the renewal side,
+/// stray backup copies.
+pub fn recover_files(
+    paths: &NodePaths,
+    settings: &crate::config::Settings,
+    kubelet_restart: bool,
+    cancel: &Cancel,
+    now: OffsetDateTime,
+) -> Result<Recovered> {
     let mut r = Recovered::default();
     r.actions
         .extend(crate::act::staticpods::park::recover_parked(paths, now)?);
     // Before the stray removal below, which would delete the revival's staged pair.
-    match crate::act::kubelet::revive::recover(paths, settings, restarts, cancel, now) {
+    match crate::act::kubelet::revive::recover(paths, settings, kubelet_restart, cancel, now) {
         Ok(done) => r.actions.extend(done),
         Err(e) => r.problems.push(format!("{e:#}")),
     }
@@ -175,9 +210,21 @@ pub fn recover_all(
         r.actions
             .push(format!("removed unfinished backup copy {}", paths.show(&p)));
     }
+    Ok(r)
+}
+
+/// The restarts a crashed commit still owes (when `restarts` is set and restarts are enabled).
+fn owed_restarts(
+    paths: &NodePaths,
+    settings: &crate::config::Settings,
+    restarts: bool,
+    cancel: &Cancel,
+    now: OffsetDateTime,
+    r: &mut Recovered,
+) -> Result<()> {
     let owed = crate::act::store::owed::read(paths);
     if owed.is_empty() || !restarts {
-        return Ok(r);
+        return Ok(());
     }
     if !settings.restart.enabled {
         crate::act::store::owed::clear(paths)?;
@@ -185,7 +232,7 @@ pub fn recover_all(
             "an interrupted run owed restarts of {}; restart.enabled is false, so restart them yourself",
             owed.join(", ")
         ));
-        return Ok(r);
+        return Ok(());
     }
     r.actions.push(format!(
         "restarting {} (owed by an interrupted run)",
@@ -219,7 +266,7 @@ pub fn recover_all(
             .push(format!("owed restarts not carried out now: {why}")),
         Err(e) => r.problems.push(format!("{e:#}")),
     }
-    Ok(r)
+    Ok(())
 }
 
 /// Staged copies left in the backups by a crash mid backup: half files, possibly holding half a

@@ -17,6 +17,11 @@ pub struct Cli {
     /// Log debug details.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Commands that change the node: how long to wait for the node lock while the daemon's
+    /// current cycle or another command holds it (humantime: 30s, 5m; 0: do not wait).
+    /// Read-only commands never wait; `run` waits for a command to finish.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub wait: std::time::Duration,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -87,7 +92,8 @@ pub enum Command {
         #[arg(long)]
         prune: bool,
     },
-    /// Run the daemon.
+    /// Run the daemon. It holds the node lock only while it acts (a cycle), so the other
+    /// commands work while it runs; it waits for one that holds the lock.
     Run {
         /// One cycle, then exit (for a timer).
         #[arg(long)]

@@ -71,11 +71,16 @@ fn print(ctx: &Ctx, sets: &[SetReport]) {
 
 /// `backups [--prune]`.
 pub fn run(ctx: &Ctx, do_prune: bool, now: OffsetDateTime) -> Result<()> {
+    // Pruning waits for the node lock (the daemon's cycle prunes too, and a renewal must not
+    // lose its backup); listing takes nothing. No recovery runs: a journal's set stays protected.
+    let _lock = if do_prune {
+        Some(ctx.lock("backups --prune", &crate::context::cancel_on_signals())?)
+    } else {
+        None
+    };
     let sets = prune::report(&ctx.paths, &ctx.settings.backups, now);
     print(ctx, &sets);
     if do_prune {
-        // The lock keeps a renewal out, but no recovery runs: a journal's set stays protected.
-        let _lock = crate::act::store::lock::acquire(&ctx.paths.lock_file())?;
         let gone = prune::prune(&ctx.paths, &ctx.settings.backups, now)?;
         for d in &gone {
             println!("removed {}", ctx.paths.show(d));

@@ -9,14 +9,22 @@ use time::OffsetDateTime;
 
 /// Print kubeadm's tables (or JSON). Exit 0 even when certificates are expired, as kubeadm.
 pub fn run(ctx: &Ctx, output: Output, now: OffsetDateTime) -> Result<()> {
-    // Read-only: an interrupted run is reported, never finished here. A running daemon that
-    // holds the lock is mid-cycle, so its in-flight files are not news.
+    // Read-only: an interrupted run is reported, never finished here, and the node lock is
+    // not taken. Whoever holds the lock (a daemon cycle, a command) is mid-run, so its
+    // in-flight files are not news.
     if !crate::act::store::lock::is_held(&ctx.paths.lock_file()) {
         let left = crate::act::recover::pending(&ctx.paths);
         if !left.is_empty() {
             eprintln!(
                 "warning: an interrupted run left {}; the tables show the disk as it is: run `kubeadm-certd recover`",
                 left.join(", ")
+            );
+        }
+        let owed = crate::act::store::owed::read(&ctx.paths);
+        if !owed.is_empty() {
+            eprintln!(
+                "note: restarts owed: {}; the daemon carries them out on its next cycle, or run `kubeadm-certd recover`",
+                owed.join(", ")
             );
         }
     }

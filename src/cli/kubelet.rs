@@ -11,7 +11,7 @@ use anyhow::Result;
 /// `node_only`) the cluster's kubelet-config ConfigMap on a control-plane node.
 pub fn serving_certs(ctx: &Ctx, enable: bool, no_restart: bool, node_only: bool) -> Result<()> {
     let cancel = cancel_on_signals();
-    let _lock = ctx.lock_and_recover(&cancel)?;
+    let _lock = ctx.lock_and_recover("kubelet-serving-certs", &cancel)?;
     let paths = &ctx.paths;
     let host = paths.show(&paths.kubelet_config);
     match serving::set_server_tls_bootstrap(paths, enable, now())? {
@@ -85,7 +85,7 @@ fn cluster_part(ctx: &Ctx, enable: bool, cancel: &crate::act::cancel::Cancel) ->
 /// `repair-kubelet-conf`.
 pub fn repair(ctx: &Ctx) -> Result<()> {
     let cancel = cancel_on_signals();
-    let _lock = ctx.lock_and_recover(&cancel)?;
+    let _lock = ctx.lock_and_recover("repair-kubelet-conf", &cancel)?;
     let paths = &ctx.paths;
     let host = paths.show(&kubelet_conf::kubelet_conf(paths));
     match kubelet_conf::repair(paths, now())? {

@@ -15,7 +15,7 @@ pub fn revive(ctx: &Ctx, dry_run: bool, now: OffsetDateTime) -> Result<()> {
     let _lock = if dry_run {
         None
     } else {
-        Some(ctx.lock_and_recover(&cancel)?)
+        Some(ctx.lock_and_recover("kubelet-client revive", &cancel)?)
     };
     let paths = &ctx.paths;
     let scan = crate::plan::scan::scan(paths);

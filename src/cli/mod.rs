@@ -43,7 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::GenerateAssets { dir } => return assets::generate_assets(dir),
         _ => {}
     }
-    let ctx = match Ctx::load_from(&cli.root, cli.config.as_deref()) {
+    let mut ctx = match Ctx::load_from(&cli.root, cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             if matches!(cli.command, Command::Run { .. }) {
@@ -56,6 +56,7 @@ pub fn run(cli: Cli) -> Result<()> {
             return Err(e);
         }
     };
+    ctx.lock_wait = cli.wait;
     match cli.command {
         Command::CheckExpiration { output } => check::run(&ctx, output, now()),
         Command::Renew(args) => renew::run(&ctx, &args, now()),

@@ -141,7 +141,7 @@ pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
     let _lock = if args.dry_run {
         None
     } else {
-        Some(ctx.lock_and_recover(&cancel)?)
+        Some(ctx.lock_and_recover("renew", &cancel)?)
     };
     let scan = crate::plan::scan::scan(&ctx.paths);
     let plan = plan::plan(&scan, &sel, &ctx.settings, now);
@@ -258,7 +258,7 @@ pub fn install_signed(
     now: OffsetDateTime,
 ) -> Result<()> {
     let cancel = cancel_on_signals();
-    let _lock = ctx.lock_and_recover(&cancel)?;
+    let _lock = ctx.lock_and_recover("install-signed", &cancel)?;
     let scan = crate::plan::scan::scan(&ctx.paths);
     let names = if names.is_empty() {
         crate::act::csr::signed_names(&scan, dir)

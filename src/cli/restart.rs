@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 /// `restart <all|COMPONENT...>`.
 pub fn run(ctx: &Ctx, components: &[String]) -> Result<()> {
     let cancel = cancel_on_signals();
-    let _l = ctx.lock_and_recover(&cancel)?;
+    let _l = ctx.lock_and_recover("restart", &cancel)?;
     let comps = parse_components(&ctx.paths, components)?;
     let progress = super::lock_wait_printer();
     let seq = restart_coordinated(

@@ -34,6 +34,8 @@ pub struct CycleReport {
     pub status: String,
     /// Host paths written by the cycle (their watch events are our own).
     pub written: Vec<String>,
+    /// The same, with each file's identity taken under the lock (see `nodelock::stamp`).
+    pub own: Vec<(String, super::nodelock::FileId)>,
     /// Certificates renewed.
     pub renewed: usize,
     /// Failures (renewal or restart attempts, not standing refusals).
@@ -88,6 +90,8 @@ pub fn run(
         // Nothing else was looked at: what stood before still stands.
         return rep;
     }
+    // The lock is free between cycles: a command may have died mid-write since the last one.
+    super::nodelock::recover_left(paths, settings, &mut state.conditions, now, cancel);
     // An upgrade may have rewritten the kubelet config without kubelet.serverTLSBootstrap.
     super::kubelet_drift::reapply(
         paths,

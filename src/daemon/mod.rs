@@ -14,6 +14,8 @@ pub mod coordinate;
 pub mod cycle;
 /// Setting kubelet.serverTLSBootstrap again after an upgrade rewrote the kubelet config.
 pub mod kubelet_drift;
+/// The node lock, held only while the daemon acts; recovery of what a command left.
+pub mod nodelock;
 /// sd_notify wrapper.
 pub mod notify;
 /// What a cycle finds that stands: refusals, unreadable files, CA runway, skipped certs.
@@ -50,14 +52,15 @@ fn splay(jitter: Duration) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=max))
 }
 
-/// Run one cycle on a blocking thread. The state is cloned in, so a cycle that panics keeps
-/// the counters and conditions of the cycles before it.
+/// Run one cycle on a blocking thread, under the node lock (waiting for a manual command
+/// that holds it; `None` when a signal came first). The state is cloned in, so a cycle that
+/// panics keeps the counters and conditions of the cycles before it.
 async fn cycle(
     ctx: &Ctx,
     state: &mut cycle::State,
     trigger: &'static str,
     cancel: &Cancel,
-) -> Result<cycle::CycleReport> {
+) -> Result<Option<cycle::CycleReport>> {
     let (paths, settings, mut st, cl) = (
         ctx.paths.clone(),
         ctx.settings.clone(),
@@ -66,7 +69,13 @@ async fn cycle(
     );
     let started = std::time::Instant::now();
     let mut task = tokio::task::spawn_blocking(move || {
-        let rep = cycle::run(&paths, &settings, &mut st, trigger, now(), &cl);
+        let rep = nodelock::take(&paths, nodelock::CYCLE, &cl).map(|lock| {
+            lock.map(|_lock| {
+                let mut rep = cycle::run(&paths, &settings, &mut st, trigger, now(), &cl);
+                rep.own = nodelock::stamp(&paths, &rep.written);
+                rep
+            })
+        });
         (rep, st)
     });
     // The watchdog keeps being fed while a cycle runs (restarts can take minutes), but only
@@ -89,11 +98,23 @@ async fn cycle(
     match joined {
         Ok((rep, st)) => {
             *state = st;
-            Ok(rep)
+            rep
         }
         Err(e) => {
-            // A panic unwound through the restart guard, which puts manifests back; make sure.
-            if let Err(r) = crate::act::staticpods::park::recover_parked(&ctx.paths, now()) {
+            // A panic unwound through the restart guard, which puts manifests back; make sure,
+            // under the lock again (the unwinding released it, and a command may hold it now
+            // with a manifest of its own parked).
+            let (paths, cl) = (ctx.paths.clone(), cancel.clone());
+            let r = tokio::task::spawn_blocking(move || {
+                match nodelock::take(&paths, nodelock::CYCLE, &cl)? {
+                    Some(_lock) => {
+                        crate::act::staticpods::park::recover_parked(&paths, now()).map(|_| ())
+                    }
+                    None => Ok(()),
+                }
+            })
+            .await;
+            if let Ok(Err(r)) = r {
                 tracing::error!("moving parked manifests back: {r:#}");
             }
             Err(anyhow::anyhow!("the cycle panicked: {e}"))
@@ -112,7 +133,8 @@ async fn run_and_report(
         return None;
     }
     match cycle(ctx, state, trigger, cancel).await {
-        Ok(rep) => {
+        Ok(None) => None,
+        Ok(Some(rep)) => {
             if rep.acted() {
                 tracing::info!("{}", rep.status);
             } else {
@@ -155,19 +177,21 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     // Recovery may carry out owed restarts, which on an HA control plane talk to etcd through
-    // a runtime of their own: off the runtime thread, like every other blocking step.
-    let _lock = {
-        let (c, cl) = (
-            Ctx {
-                settings: ctx.settings.clone(),
-                paths: ctx.paths.clone(),
-            },
-            cancel.clone(),
-        );
-        tokio::task::spawn_blocking(move || c.lock_and_recover(&cl))
-            .await
-            .context("recovery at start-up")??
-    };
+    // a runtime of their own: off the runtime thread, like every other blocking step. The
+    // lock is held for the recovery only (then for each cycle), never for the daemon's life.
+    let (c, cl) = (ctx.clone(), cancel.clone());
+    let started = tokio::task::spawn_blocking(move || {
+        let Some(_lock) = nodelock::take(&c.paths, nodelock::START, &cl)? else {
+            return Ok(false);
+        };
+        c.recover(true, &cl).map(|()| true)
+    })
+    .await
+    .context("recovery at start-up")??;
+    if !started {
+        notify::stopping();
+        return Ok(());
+    }
     validate::validate(&ctx.settings).inspect_err(|e| {
         tracing::error!(
             MESSAGE_ID = crate::logging::MSG_CONFIG_REJECTED,
@@ -186,7 +210,10 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     state.counters.kube = kube.source();
     let mut w = watch::Watch::new();
     begin_round(&mut w, &ctx, &mut state, !once);
-    let first = cycle(&ctx, &mut state, "start", &cancel).await?;
+    let Some(first) = cycle(&ctx, &mut state, "start", &cancel).await? else {
+        notify::stopping();
+        return Ok(());
+    };
     tracing::info!("{}", first.status);
     if cancel.is_cancelled() {
         notify::stopping();
@@ -197,7 +224,7 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
         notify::stopping();
         return Ok(());
     }
-    w.forget_own(&first.written);
+    w.forget_own(&ctx.paths, &first.own);
     let wd = notify::watchdog_interval();
     let mut wd_tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
     let next_at = |s: &crate::config::Settings| {
@@ -209,7 +236,7 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
             _ = tokio::time::sleep_until(next) => {
                 begin_round(&mut w, &ctx, &mut state, true);
                 if let Some(rep) = run_and_report(&ctx, &mut state, "timer", &cancel).await {
-                    w.forget_own(&rep.written);
+                    w.forget_own(&ctx.paths, &rep.own);
                 }
                 next = next_at(&ctx.settings);
             }
@@ -227,7 +254,7 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                 );
                 begin_round(&mut w, &ctx, &mut state, true);
                 if let Some(rep) = run_and_report(&ctx, &mut state, "change", &cancel).await {
-                    w.forget_own(&rep.written);
+                    w.forget_own(&ctx.paths, &rep.own);
                 }
             }
             _ = wd_tick.tick(), if wd.is_some() => notify::watchdog(),
@@ -270,12 +297,19 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     Ok(())
 }
 
-/// Apply `kubelet.serverTLSBootstrap` (at start and after a reload that changed it). The
-/// kubelet restart and its health wait block, so they run off the runtime thread; a signal
-/// cancels them.
+/// Apply `kubelet.serverTLSBootstrap` (at start and after a reload that changed it), under
+/// the node lock. The kubelet restart and its health wait block, so they run off the runtime
+/// thread; a signal cancels them. Unset, nothing is touched: a manual
+/// `kubelet-serving-certs` stays as the operator left it.
 async fn apply_kubelet_setting(ctx: &Ctx, cancel: &Cancel) {
+    if ctx.settings.kubelet_server_tls_bootstrap.is_none() {
+        return;
+    }
     let (paths, settings, cancel) = (ctx.paths.clone(), ctx.settings.clone(), cancel.clone());
     let r = tokio::task::spawn_blocking(move || {
+        let Some(_lock) = nodelock::take(&paths, nodelock::KUBELET_SETTING, &cancel)? else {
+            return Ok(crate::act::kubelet::serving::Edit::Unchanged);
+        };
         crate::act::kubelet::serving::apply_setting(&paths, &settings, now(), &cancel)
     })
     .await;

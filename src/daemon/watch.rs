@@ -8,6 +8,7 @@
 //! cannot grow a queue. A watch that cannot be set up (inotify limits are common on busy
 //! nodes) leaves the daemon on its timer; `refresh` retries every cycle.
 
+use super::nodelock::FileId;
 use crate::act::store::atomic::is_staged_name;
 use crate::node::NodePaths;
 use notify::event::{AccessKind, AccessMode, ModifyKind};
@@ -173,9 +174,15 @@ impl Watch {
         }
     }
 
-    /// Forget pending changes to files the daemon itself wrote; keep the others.
-    pub fn forget_own(&self, written: &[String]) {
-        lock(&self.shared).paths.retain(|x| !written.contains(x));
+    /// Forget pending changes to files the daemon itself wrote; keep the others. A file is
+    /// the daemon's only while it still has the identity stamped when the daemon was done with
+    /// it: the lock is free between cycles, and a manual command may have written the same
+    /// file since, which must still start a cycle.
+    pub fn forget_own(&self, paths: &NodePaths, own: &[(String, FileId)]) {
+        lock(&self.shared).paths.retain(|x| {
+            !own.iter()
+                .any(|(h, id)| h == x && *id == FileId::of(&paths.root.resolve(h)))
+        });
     }
 }
 
@@ -210,6 +217,57 @@ fn dirs(paths: &NodePaths) -> Vec<PathBuf> {
 mod tests {
     use super::*;
     use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
+
+    /// Replace `p` the way every writer here does: a staged file renamed over it.
+    fn replace(p: &std::path::Path, text: &str) {
+        let tmp = crate::act::store::atomic::staged_path(p);
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, p).unwrap();
+    }
+
+    /// Wait for the watcher thread to have seen what was just written.
+    fn settle() {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    #[test]
+    fn own_writes_are_forgotten_but_a_later_write_by_someone_else_is_not() {
+        let d = tempfile::tempdir().unwrap();
+        let paths =
+            crate::config::Settings::default().paths(&crate::node::paths::Root::new(d.path()));
+        std::fs::create_dir_all(&paths.pki).unwrap();
+        let crt = paths.pki.join("apiserver.crt");
+        let host = paths.show(&crt);
+        let mut w = Watch::new();
+        assert_eq!(w.refresh(&paths), None);
+        // The daemon's own write, stamped under the lock: its events are dropped.
+        replace(&crt, "daemon");
+        let own = super::super::nodelock::stamp(&paths, std::slice::from_ref(&host));
+        settle();
+        w.forget_own(&paths, &own);
+        assert!(w.take().is_empty());
+        // The daemon writes again, then (lock released) a manual command replaces the same
+        // file before the daemon gets to forget its own events: the change must stay.
+        replace(&crt, "daemon again");
+        let own = super::super::nodelock::stamp(&paths, std::slice::from_ref(&host));
+        replace(&crt, "renewed by a command");
+        settle();
+        w.forget_own(&paths, &own);
+        let c = w.take();
+        assert!(c.paths.contains(&host), "{c:?}");
+        // A write elsewhere is never taken for the daemon's.
+        replace(&crt, "daemon");
+        let own = super::super::nodelock::stamp(&paths, std::slice::from_ref(&host));
+        let key = paths.pki.join("apiserver.key");
+        replace(&key, "command");
+        settle();
+        w.forget_own(&paths, &own);
+        let c = w.take();
+        assert_eq!(
+            c.paths.into_iter().collect::<Vec<_>>(),
+            vec![paths.show(&key)]
+        );
+    }
 
     #[test]
     fn only_changes_count() {

@@ -254,11 +254,29 @@ fn lock_held_by_another_process() {
     std::fs::create_dir_all(n.p("/var/lib/kubeadm-certd")).unwrap();
     let lock = std::fs::File::create(n.p("/var/lib/kubeadm-certd/lock")).unwrap();
     lock.try_lock().unwrap();
-    expect_failure(
+    // A command waits for the lock (5m by default): not at all with --wait 0, for a second
+    // with --wait 1s; either way one line naming the lock, and nothing changed.
+    let renew_no_wait: Vec<&str> = RENEW.iter().copied().chain(["--wait", "0"]).collect();
+    let renew_wait_1s: Vec<&str> = RENEW.iter().copied().chain(["--wait", "1s"]).collect();
+    expect_failures(
         &n,
         None,
-        RENEW,
-        &[&["/var/lib/kubeadm-certd/lock"], &["holds the lock"]],
+        &[
+            (
+                &renew_no_wait,
+                &[
+                    &["/var/lib/kubeadm-certd/lock"],
+                    &["holds the lock; not waiting"],
+                ],
+            ),
+            (
+                &renew_wait_1s,
+                &[
+                    &["/var/lib/kubeadm-certd/lock"],
+                    &["still holds the lock after 1s"],
+                ],
+            ),
+        ],
     );
 }
 

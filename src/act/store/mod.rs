@@ -7,7 +7,7 @@ pub mod atomic;
 pub mod backup;
 /// The journal of an in-flight commit, and recovery from it.
 pub mod journal;
-/// The exclusive lock that keeps two runs apart.
+/// The node lock that keeps two runs apart while one changes the node, and waiting for it.
 pub mod lock;
 /// Restarts owed by a commit that a crash may have interrupted.
 pub mod owed;
