@@ -4,9 +4,11 @@
 
 mod approver;
 mod fragment;
+mod sources;
 
 pub use approver::{ApproverMode, ApproverSettings, DnsPattern};
 pub use fragment::Fragment;
+pub use sources::{ClusterOrigin, Origin, Sources};
 
 use crate::node::paths::{NodePaths, Root};
 use anyhow::{Context, Result};
@@ -99,6 +101,15 @@ pub struct Settings {
     pub require_time_sync: TimeSync,
     /// The kubelet serving CSR approver (`approver:`).
     pub approver: ApproverSettings,
+    /// The algorithm of every new leaf key (`encryptionAlgorithm`, or the cluster's);
+    /// `None`: each new key has its old key's algorithm (no ClusterConfiguration known).
+    pub encryption_algorithm: Option<crate::node::cluster_config::EncryptionAlgorithm>,
+    /// `certificateValidity` was set in the config file (it then wins over the cluster's).
+    pub certificate_validity_explicit: bool,
+    /// `certificatesDir` was set in the config file (it then wins over the cluster's).
+    pub certificates_dir_explicit: bool,
+    /// Where validity, key algorithm and certificates dir came from (issue 18).
+    pub sources: Sources,
 }
 
 impl Default for Settings {
@@ -135,6 +146,10 @@ impl Default for Settings {
             },
             require_time_sync: TimeSync::Auto,
             approver: ApproverSettings::default(),
+            encryption_algorithm: None,
+            certificate_validity_explicit: false,
+            certificates_dir_explicit: false,
+            sources: Sources::default(),
         }
     }
 }

@@ -88,6 +88,10 @@ pub fn run(
         // Nothing else was looked at: what stood before still stands.
         return rep;
     }
+    // The kept ClusterConfiguration's validity, key algorithm and certificatesDir, where the
+    // config file sets none (issue 18); the API task keeps it fresh, the cycle never waits.
+    let (paths, settings) =
+        &super::cluster_config::for_cycle(paths, settings, &mut state.conditions, now);
     // An upgrade may have rewritten the kubelet config without kubelet.serverTLSBootstrap.
     super::kubelet_drift::reapply(
         paths,
