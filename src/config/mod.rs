@@ -248,6 +248,35 @@ mod tests {
     }
 
     #[test]
+    fn explicit_keys_are_known_as_such() {
+        let s = Settings::parse("renewBefore: 20d\n").unwrap();
+        assert!(!s.certificate_validity_explicit && !s.certificates_dir_explicit);
+        assert_eq!(s.encryption_algorithm, None);
+        let s = Settings::parse(
+            "certificateValidity: 365d\ncertificatesDir: /etc/kubernetes/pki\nencryptionAlgorithm: ECDSA-P384\n",
+        )
+        .unwrap();
+        assert!(s.certificate_validity_explicit && s.certificates_dir_explicit);
+        assert_eq!(
+            s.encryption_algorithm,
+            Some(crate::node::cluster_config::EncryptionAlgorithm::EcdsaP384)
+        );
+        assert_eq!(
+            s.sources.key.to_string(),
+            "the config file (encryptionAlgorithm)"
+        );
+        let e = Settings::parse("encryptionAlgorithm: ecdsa\n").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("encryptionAlgorithm: must be one of RSA-2048"),
+            "{e:#}"
+        );
+        // The shipped file leaves the three unset, so that the cluster decides.
+        let shipped = Settings::parse(include_str!("../../config.example.yaml")).unwrap();
+        assert!(!shipped.certificate_validity_explicit && !shipped.certificates_dir_explicit);
+        assert_eq!(shipped.encryption_algorithm, None);
+    }
+
+    #[test]
     fn exclude_names_must_be_known() {
         assert!(Settings::parse("exclude: [apiserver, admin.conf]\n").is_ok());
         let e = Settings::parse("exclude: [apiservr]\n").unwrap_err();
