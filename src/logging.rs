@@ -52,6 +52,15 @@ pub const MSG_KUBELET_CONFIG_DRIFT: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b340";
 /// MESSAGE_ID (issue 18): the kubelet config keeps losing serverTLSBootstrap and the restart
 /// budget is spent: the daemon no longer sets it again.
 pub const MSG_KUBELET_DRIFT_LOOP: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b341";
+/// MESSAGE_ID (issue 18): the cluster's ClusterConfiguration was read and kept in the state
+/// dir for the first time, or it changed (validity, key algorithm, endpoint, dir).
+pub const MSG_CLUSTER_CONFIG_READ: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b342";
+/// MESSAGE_ID (issue 18): the ClusterConfiguration (ConfigMap or kept copy) cannot be used:
+/// renewals go on with the copy last read, or as without one.
+pub const MSG_CLUSTER_CONFIG_INVALID: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b343";
+/// MESSAGE_ID (issue 18): the ClusterConfiguration could not be read (no `kubeadm-config`
+/// ConfigMap) or kept (the state dir refused the write).
+pub const MSG_CLUSTER_CONFIG_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b344";
 /// MESSAGE_ID (Kubernetes API, issue 17): a kubelet serving CSR was approved.
 pub const MSG_CSR_APPROVED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b331";
 /// MESSAGE_ID (Kubernetes API): a kubelet serving CSR was denied (`approver.deny: true`).
@@ -87,11 +96,17 @@ pub fn init(verbose: bool) {
     } else {
         LevelFilter::INFO
     };
+    // kube-client's HTTP trace layer logs every failed request at error level ("failed with
+    // error client error (Connect)", kube-client 5 `client/builder.rs`): while the API is down
+    // that would be one line per retry. kube/ reports each failure itself, typed and once.
+    let targets = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("kube_client::client::builder", LevelFilter::OFF);
     let filter: Box<dyn Layer<Registry> + Send + Sync> = match std::env::var_os("KUBEADM_CERTD_LOG")
         .map(|_| EnvFilter::try_from_env("KUBEADM_CERTD_LOG"))
     {
         Some(Ok(f)) => f.boxed(),
-        _ => level.boxed(),
+        _ => targets.boxed(),
     };
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(layer) = tracing_journald::layer() {

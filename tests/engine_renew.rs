@@ -37,7 +37,7 @@ fn renew_all_on(alg: KeyAlg) {
     }
     let want_label = match alg {
         KeyAlg::Rsa(_) => "RSA PRIVATE KEY",
-        KeyAlg::EcP256 => "EC PRIVATE KEY",
+        KeyAlg::EcP256 | KeyAlg::EcP384 => "EC PRIVATE KEY",
     };
     for nm in &names {
         assert_eq!(

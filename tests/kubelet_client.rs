@@ -251,7 +251,8 @@ fn dry_run_changes_nothing_and_revive_repairs_an_embedded_kubelet_conf() {
 }
 
 /// `kubelet-client kubeconfig --node NAME`: a kubelet.conf for another node whose embedded
-/// certificate verifies against ca.crt, user system:node:NAME, this node's cluster and server.
+/// certificate verifies against ca.crt, user system:node:NAME, this node's cluster, admin.conf's
+/// server.
 #[test]
 fn kubeconfig_for_a_worker() {
     let n = RNode::new(None, |_| {});
@@ -271,9 +272,11 @@ fn kubeconfig_for_a_worker() {
         "system:node:worker-7@kubernetes"
     );
     assert_eq!(s(&doc["clusters"][0]["name"]), "kubernetes");
+    // No controlPlaneEndpoint known (no API, nothing kept): admin.conf's server comes before
+    // kubelet.conf's (issue 18 item 2; tests/cluster_config.rs covers the endpoint).
     assert_eq!(
         s(&doc["clusters"][0]["cluster"]["server"]),
-        "https://10.0.0.10:6443"
+        "https://127.0.0.1:6443"
     );
     let d = tempfile::tempdir().unwrap();
     let dec = |v: &serde_yaml::Value| {

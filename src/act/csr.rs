@@ -150,6 +150,8 @@ pub fn prepare_install(paths: &NodePaths, scan: &Scan, name: &str, dir: &Path) -
             new_not_after: new.not_after,
             clamped: false,
             files: changes.iter().map(|c| paths.show(&c.target)).collect(),
+            key: None,
+            why: None,
         },
         changes,
     })

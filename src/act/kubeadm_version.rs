@@ -2,7 +2,7 @@
 //! does (issue 18, item 3). In order:
 //!
 //! 1. the cached ClusterConfiguration's `kubernetesVersion` (`<stateDir>/cluster-config.json`,
-//!    written by the API client of issue 18 item 1; none yet = skipped);
+//!    kept by `act::cluster_config`; `check-expiration` asks the live copy first);
 //! 2. the kube-apiserver manifest's image tag (`registry.k8s.io/kube-apiserver:v1.31.2`);
 //! 3. `kubeadm version -o short`, when a kubeadm binary is under the root's `/usr/bin` or
 //!    `/usr/local/bin`, bounded by a timeout.

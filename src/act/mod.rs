@@ -6,6 +6,8 @@
 pub mod cancel;
 /// The kernel's clock status (`adjtimex`) and time since boot, behind a seam.
 pub mod clock;
+/// Keeping the cluster's ClusterConfiguration in the state dir.
+pub mod cluster_config;
 /// External-CA flow: `--csr-only` and `install-signed`.
 pub mod csr;
 /// Guard rails the daemon cycle calls: clock, renewal memory, restart budget, pruning.

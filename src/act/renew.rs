@@ -8,7 +8,7 @@ use crate::node::NodePaths;
 use crate::pki::external::load_ca_key;
 use crate::pki::inspect::KeyAlg;
 use crate::pki::issue::{self, Ca};
-use crate::pki::keys::{self, PrivateKey};
+use crate::pki::keys::{self, KeyFormat, PrivateKey};
 use crate::pki::material::{FileChange, Loaded};
 use crate::pki::table::{CaId, Handler};
 use crate::plan::scan::Scan;
@@ -31,6 +31,10 @@ pub struct Renewed {
     pub clamped: bool,
     /// Host paths of the files replaced.
     pub files: Vec<String>,
+    /// The new key's algorithm (`None` for certificates installed from an external CA).
+    pub key: Option<KeyAlg>,
+    /// Where the validity and the key algorithm came from, for the log line (issue 18).
+    pub why: Option<String>,
 }
 
 /// What a renewal did.
@@ -96,18 +100,26 @@ pub fn apply(
             e.insert(load_ca_key(paths, ca)?);
         }
     }
-    let algs: Vec<KeyAlg> = items
+    // The new key's algorithm and form: the cluster's (or config's) encryptionAlgorithm, else
+    // the old key's (pki::keys::new_key_spec).
+    let specs: Vec<(KeyAlg, KeyFormat)> = items
         .iter()
         .map(|(l, _)| {
-            l.leaf
-                .key_alg
-                .ok_or_else(|| anyhow!("{}: unsupported key algorithm", l.handler.name))
+            keys::new_key_spec(
+                settings.encryption_algorithm,
+                l.leaf.key_alg,
+                l.key_format(),
+            )
+            .ok_or_else(|| anyhow!("{}: unsupported key algorithm", l.handler.name))
         })
         .collect::<Result<_>>()?;
+    let algs: Vec<KeyAlg> = specs.iter().map(|(a, _)| *a).collect();
     let new_keys = generate_keys(&algs)?;
     let mut prepared = Vec::new();
-    for (((l, _), key), alg) in items.iter().zip(&new_keys).zip(&algs) {
-        prepared.push(prepare(paths, scan, l, key, *alg, &ca_keys, settings, now)?);
+    for (((l, _), key), spec) in items.iter().zip(&new_keys).zip(&specs) {
+        prepared.push(prepare(
+            paths, scan, l, key, *spec, &ca_keys, settings, now,
+        )?);
     }
     commit(paths, &prepared, now, owe_restarts)
 }
@@ -118,7 +130,7 @@ fn prepare(
     scan: &Scan,
     l: &Loaded,
     key: &rcgen::KeyPair,
-    alg: KeyAlg,
+    (alg, format): (KeyAlg, KeyFormat),
     ca_keys: &BTreeMap<CaId, PrivateKey>,
     settings: &Settings,
     now: OffsetDateTime,
@@ -146,9 +158,6 @@ fn prepare(
                 h.name
             )
         })?;
-    let format = l
-        .key_format()
-        .ok_or_else(|| anyhow!("{}: unknown key format", h.name))?;
     let key_pem = keys::encode(key, alg, format).with_context(|| h.name.to_string())?;
     let changes = l.replacement(paths, &issued.info, &key_pem, &ca_cert.to_pem())?;
     if issued.clamped {
@@ -168,6 +177,13 @@ fn prepare(
             new_not_after: issued.info.not_after,
             clamped: issued.clamped,
             files: changes.iter().map(|c| paths.show(&c.target)).collect(),
+            key: Some(alg),
+            why: Some(format!(
+                "validity {} from {}; {alg} key from {}",
+                crate::plan::cluster_inputs::days(settings.certificate_validity),
+                settings.sources.validity,
+                settings.sources.key
+            )),
         },
         changes,
     })
@@ -244,9 +260,14 @@ pub fn commit(
             NOT_AFTER = crate::logging::rfc3339(p.renewed.new_not_after),
             ACTION = "renew",
             RESULT = "ok",
-            "{} renewed, valid until {}",
+            "{} renewed, valid until {}{}",
             p.renewed.handler.name,
-            crate::logging::rfc3339(p.renewed.new_not_after)
+            crate::logging::rfc3339(p.renewed.new_not_after),
+            p.renewed
+                .why
+                .as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
         );
     }
     Ok(Outcome {

@@ -28,6 +28,11 @@ pub fn run(ctx: &Ctx, output: Output, now: OffsetDateTime) -> Result<()> {
             );
         }
     }
+    // The ClusterConfiguration, read live with a short bound (its certificatesDir, and whether
+    // kubeadm's header lines are printed); nothing is written (issue 18).
+    let cancel = crate::context::cancel_on_signals();
+    let (ctx, eff) = super::cluster_config::for_command(ctx, &cancel, false);
+    let ctx = &ctx;
     let scan = crate::plan::scan::scan(&ctx.paths);
     let mut r = match report::build::build(&scan, now, ctx.settings.renew_before) {
         Ok(r) => r,
@@ -38,7 +43,7 @@ pub fn run(ctx: &Ctx, output: Output, now: OffsetDateTime) -> Result<()> {
     };
     mark_blocked(ctx, &scan, &mut r, now);
     budget_note(ctx, now);
-    let opts = options(ctx);
+    let opts = options(ctx, eff.live_text.as_deref());
     let text = match output {
         Output::Text => report::render_text_with(&r, now, &opts),
         Output::Json => report::render_json_with(&r, now, &opts.style),
@@ -54,20 +59,35 @@ pub fn run(ctx: &Ctx, output: Output, now: OffsetDateTime) -> Result<()> {
 }
 
 /// Print as the node's kubeadm release does (issue 18 item 3; the table of releases is in
-/// `plan::report::style`). No release found: the v1.30 style, the output before issue 18.
-fn options(ctx: &Ctx) -> report::style::Options {
-    let found = crate::act::kubeadm_version::detect(
-        &ctx.paths,
-        crate::act::kubeadm_version::BINARY_TIMEOUT,
-    );
+/// `plan::report::style`). The release: the ClusterConfiguration's `kubernetesVersion` read
+/// live in this run, then the sources of `act::kubeadm_version::detect` (the kept copy's, the
+/// kube-apiserver image tag, `kubeadm version`). No release found: the v1.30 style, the output
+/// before issue 18.
+fn options(ctx: &Ctx, live: Option<&str>) -> report::style::Options {
+    use crate::act::kubeadm_version::{detect, Detected, BINARY_TIMEOUT};
+    let from_live = live
+        .and_then(|t| crate::node::cluster_config::parse::parse(t).ok())
+        .and_then(|c| c.kubernetes_version)
+        .and_then(|v| crate::node::version::KubeVersion::parse(&v))
+        .map(|version| Detected {
+            version,
+            source: format!(
+                "ClusterConfiguration of ConfigMap {} (read live)",
+                crate::node::cluster_config::CONFIGMAP
+            ),
+        });
+    let found = from_live.or_else(|| detect(&ctx.paths, BINARY_TIMEOUT));
     if let Some(d) = &found {
         tracing::debug!("printing as kubeadm {} does ({})", d.version, d.source);
     }
     report::style::Options {
         style: report::style::Style::for_version(found.map(|d| d.version)),
-        // kubeadm prints its "Reading configuration from the ... ConfigMap" lines only when it
-        // read the ConfigMap; nothing here reads it yet (issue 18 item 1 will).
-        configmap_read: false,
+        // kubeadm prints its "Reading configuration from the ... ConfigMap" lines when it reads
+        // the ConfigMap: here only when this run read a usable copy live (a short bounded
+        // attempt). kubeadm also prints them, followed by "Error reading configuration from
+        // the Cluster. Falling back to default configuration", when its read fails; issue 18
+        // asks for the header only when the ConfigMap was actually read, so neither is printed.
+        configmap_read: live.is_some(),
     }
 }
 

@@ -100,24 +100,114 @@ pub fn revive(ctx: &Ctx, dry_run: bool, now: OffsetDateTime) -> Result<()> {
 
 /// `kubelet-client kubeconfig --node NAME [--server URL]`: a kubelet.conf for another node,
 /// signed by this node's CA, on stdout. Writes nothing.
+///
+/// The server, in order (issue 18 item 2): `--server`; the ClusterConfiguration's
+/// `controlPlaneEndpoint` (read live with a short bound, else the copy in the state dir), as
+/// kubeadm turns it into a URL; admin.conf's server; only then this node's kubelet.conf's,
+/// which on a v1.33+ control-plane node names its own API server (ControlPlaneKubeletLocalMode),
+/// not the endpoint a worker must use.
 pub fn kubeconfig(ctx: &Ctx, node: &str, server: Option<&str>, now: OffsetDateTime) -> Result<()> {
-    let paths = &ctx.paths;
-    let conf = crate::act::kubelet::conf::kubelet_conf(paths);
-    let host = paths.show(&conf);
-    let text = crate::node::kubelet_edit::read_text(&paths.root, &conf)
-        .with_context(|| format!("{host}: cannot read it for the cluster name and server"))?;
-    let (cluster, own_server) = crate::pki::kubelet_client::current_cluster(&text)
-        .map_err(|e| anyhow::anyhow!("{host}: {e}"))?;
-    let server = server.map_or(own_server, str::to_owned);
-    let (client, ca_pem) = revive::issue_for(paths, &ctx.settings, node, now)?;
+    let cancel = cancel_on_signals();
+    let (eff_ctx, eff) = super::cluster_config::for_command(ctx, &cancel, false);
+    let paths = &eff_ctx.paths;
+    let read_kubeconfig = |file: std::path::PathBuf| {
+        let host = paths.show(&file);
+        crate::node::kubelet_edit::read_text(&paths.root, &file)
+            .map_err(|e| format!("{host}: {e:#}"))
+            .and_then(|t| {
+                crate::pki::kubelet_client::current_cluster(&t).map_err(|e| format!("{host}: {e}"))
+            })
+    };
+    let kubelet_conf = read_kubeconfig(crate::act::kubelet::conf::kubelet_conf(paths));
+    let admin_conf = read_kubeconfig(paths.kubeconfigs.join("admin.conf"));
+    let endpoint = control_plane_endpoint(paths, &eff);
+    let (server, from) = match (server, &endpoint, &admin_conf, &kubelet_conf) {
+        (Some(s), ..) => (s.to_string(), "--server".to_string()),
+        (None, Some((url, from)), ..) => (url.clone(), from.clone()),
+        (None, None, Ok((_, s)), _) => (
+            s.clone(),
+            format!("{}'s server", paths.show(&paths.kubeconfigs.join("admin.conf"))),
+        ),
+        (None, None, Err(_), Ok((_, s))) => (
+            s.clone(),
+            format!(
+                "this node's {} (no controlPlaneEndpoint known and no admin.conf)",
+                paths.show(&crate::act::kubelet::conf::kubelet_conf(paths))
+            ),
+        ),
+        (None, None, Err(a), Err(k)) => bail!(
+            "no server for the kubeconfig: no --server, no controlPlaneEndpoint known, and neither kubeconfig can be read ({a}; {k})"
+        ),
+    };
+    // The cluster name as this node's kubeconfigs name it (kubeadm's clusterName).
+    let cluster = match (&kubelet_conf, &admin_conf) {
+        (Ok((c, _)), _) | (Err(_), Ok((c, _))) => c.clone(),
+        (Err(k), Err(_)) => bail!("{k}: cannot read it for the cluster name"),
+    };
+    let (client, ca_pem) = revive::issue_for(paths, &eff_ctx.settings, node, now)?;
     print!(
         "{}",
         crate::pki::kubelet_client::kubeconfig(&cluster, &server, &ca_pem, &client)
     );
     eprintln!(
-        "kubelet.conf for node {node} (user {}, valid until {}). Copy it to that node as /etc/kubernetes/kubelet.conf (mode 0600), then run `systemctl restart kubelet` there.",
+        "kubelet.conf for node {node} (user {}, server {server} from {from}, valid until {}). Copy it to that node as /etc/kubernetes/kubelet.conf (mode 0600), then run `systemctl restart kubelet` there.",
         client.user,
         rfc3339_utc(client.info.not_after)
     );
     Ok(())
+}
+
+/// The ClusterConfiguration's `controlPlaneEndpoint` as a server URL, and where it came from:
+/// the document in use, else a live or kept one whose other values were not applied. Without
+/// a port, the local kube-apiserver's `--secure-port` (kubeadm uses the API server's bind
+/// port), else 6443.
+fn control_plane_endpoint(
+    paths: &crate::node::NodePaths,
+    eff: &crate::plan::cluster_inputs::Effective,
+) -> Option<(String, String)> {
+    use crate::node::cluster_config::{self as cc, endpoint};
+    let (config, when) = match &eff.known {
+        Some(k) => (
+            k.config.clone(),
+            format!(
+                "{} as read at {}",
+                if k.live { "live" } else { "cached" },
+                k.read_at
+            ),
+        ),
+        // A document whose other values were not applied still names its endpoint.
+        None => match eff.live_text.as_deref().map(cc::parse::parse) {
+            Some(Ok(c)) => (c, "live".to_string()),
+            _ => {
+                let cached = cc::read(paths).ok().flatten()?;
+                (
+                    cached.config().ok().flatten()?,
+                    format!("cached, read at {}", cached.read_at),
+                )
+            }
+        },
+    };
+    let ep = config.control_plane_endpoint?;
+    let port = apiserver_secure_port(paths).unwrap_or(endpoint::DEFAULT_BIND_PORT);
+    let url = endpoint::server_url(&ep, port).ok()?;
+    Some((
+        url,
+        format!(
+            "the ClusterConfiguration's controlPlaneEndpoint {ep:?} ({}, {when})",
+            cc::CONFIGMAP
+        ),
+    ))
+}
+
+/// `--secure-port` of this node's kube-apiserver manifest, if it says.
+fn apiserver_secure_port(paths: &crate::node::NodePaths) -> Option<u16> {
+    let found = crate::node::manifests::find_manifest(paths, "kube-apiserver")
+        .ok()
+        .flatten()?;
+    found
+        .manifest
+        .command
+        .iter()
+        .find_map(|a| a.strip_prefix("--secure-port="))
+        .and_then(|p| p.parse().ok())
 }

@@ -9,6 +9,7 @@ pub mod assets;
 mod backups;
 mod check;
 mod cluster;
+mod cluster_config;
 mod csr;
 /// The `demo` command.
 pub mod demo;

@@ -143,6 +143,10 @@ pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
     } else {
         Some(ctx.lock_and_recover("renew", &cancel)?)
     };
+    // The cluster's validity, key algorithm and certificatesDir where the config sets none
+    // (issue 18): read live with a short bound, else the copy kept in the state dir.
+    let (ctx, _) = super::cluster_config::for_command(ctx, &cancel, !args.dry_run);
+    let ctx = &ctx;
     let scan = crate::plan::scan::scan(&ctx.paths);
     let plan = plan::plan(&scan, &sel, &ctx.settings, now);
     if !plan.unknown.is_empty() {
@@ -176,6 +180,10 @@ pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
     no_gain_notes(&plan, ctx.settings.check_interval);
     if args.dry_run {
         print_dry_run(&plan, now, &restarts);
+        println!("Renewing with:");
+        for l in crate::plan::cluster_inputs::describe(&ctx.settings) {
+            println!("  {l}");
+        }
         return refusals(&plan);
     }
     // All or nothing: a refused certificate stops the whole command before anything is

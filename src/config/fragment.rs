@@ -28,6 +28,7 @@ pub struct Fragment {
     backups: Option<BackupsFragment>,
     require_time_sync: Option<BoolOrWord>,
     approver: Option<super::approver::ApproverFragment>,
+    encryption_algorithm: Option<String>,
 }
 
 /// `true`, `false` or a word such as `auto`.
@@ -96,7 +97,30 @@ pub(super) fn abs_path(key: &str, v: String) -> Result<String> {
 impl Settings {
     /// Apply a fragment over the defaults and validate it.
     pub fn from_fragment(f: Fragment) -> Result<Settings> {
-        let mut s = Settings::default();
+        // An explicit certificateValidity / certificatesDir / encryptionAlgorithm wins over the
+        // cluster's ClusterConfiguration (issue 18): remember which were set.
+        let mut s = Settings {
+            certificate_validity_explicit: f.certificate_validity.is_some(),
+            certificates_dir_explicit: f.certificates_dir.is_some(),
+            ..Settings::default()
+        };
+        if s.certificate_validity_explicit {
+            s.sources.validity = super::Origin::ConfigFile("certificateValidity");
+        }
+        if s.certificates_dir_explicit {
+            s.sources.certificates_dir = super::Origin::ConfigFile("certificatesDir");
+        }
+        if let Some(a) = f.encryption_algorithm {
+            use crate::node::cluster_config::EncryptionAlgorithm;
+            s.encryption_algorithm =
+                Some(EncryptionAlgorithm::parse(a.trim()).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "encryptionAlgorithm: must be one of {}, got {a:?}",
+                        EncryptionAlgorithm::names()
+                    )
+                })?);
+            s.sources.key = super::Origin::ConfigFile("encryptionAlgorithm");
+        }
         let paths = [
             (
                 "certificatesDir",
@@ -210,7 +234,7 @@ impl Settings {
 
     /// Refuse settings that make a renewed certificate due again at once (issue 12): the
     /// daemon would renew, back up and restart every cycle, for ever.
-    fn check_renewal_gap(&self) -> Result<()> {
+    pub fn check_renewal_gap(&self) -> Result<()> {
         // As written in the file: whole days as `30d`, else humantime.
         let h = |d: Duration| {
             if d.as_secs().is_multiple_of(86_400) {

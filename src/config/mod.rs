@@ -4,9 +4,11 @@
 
 mod approver;
 mod fragment;
+mod sources;
 
 pub use approver::{ApproverMode, ApproverSettings, DnsPattern};
 pub use fragment::Fragment;
+pub use sources::{ClusterOrigin, Origin, Sources};
 
 use crate::node::paths::{NodePaths, Root};
 use anyhow::{Context, Result};
@@ -99,6 +101,15 @@ pub struct Settings {
     pub require_time_sync: TimeSync,
     /// The kubelet serving CSR approver (`approver:`).
     pub approver: ApproverSettings,
+    /// The algorithm of every new leaf key (`encryptionAlgorithm`, or the cluster's);
+    /// `None`: each new key has its old key's algorithm (no ClusterConfiguration known).
+    pub encryption_algorithm: Option<crate::node::cluster_config::EncryptionAlgorithm>,
+    /// `certificateValidity` was set in the config file (it then wins over the cluster's).
+    pub certificate_validity_explicit: bool,
+    /// `certificatesDir` was set in the config file (it then wins over the cluster's).
+    pub certificates_dir_explicit: bool,
+    /// Where validity, key algorithm and certificates dir came from (issue 18).
+    pub sources: Sources,
 }
 
 impl Default for Settings {
@@ -135,6 +146,10 @@ impl Default for Settings {
             },
             require_time_sync: TimeSync::Auto,
             approver: ApproverSettings::default(),
+            encryption_algorithm: None,
+            certificate_validity_explicit: false,
+            certificates_dir_explicit: false,
+            sources: Sources::default(),
         }
     }
 }
@@ -230,6 +245,35 @@ mod tests {
         }
         let s = Settings::parse("renewBefore: 45d\ncertificateValidity: 2y\n").unwrap();
         assert_eq!(s.renew_before, days(45));
+    }
+
+    #[test]
+    fn explicit_keys_are_known_as_such() {
+        let s = Settings::parse("renewBefore: 20d\n").unwrap();
+        assert!(!s.certificate_validity_explicit && !s.certificates_dir_explicit);
+        assert_eq!(s.encryption_algorithm, None);
+        let s = Settings::parse(
+            "certificateValidity: 365d\ncertificatesDir: /etc/kubernetes/pki\nencryptionAlgorithm: ECDSA-P384\n",
+        )
+        .unwrap();
+        assert!(s.certificate_validity_explicit && s.certificates_dir_explicit);
+        assert_eq!(
+            s.encryption_algorithm,
+            Some(crate::node::cluster_config::EncryptionAlgorithm::EcdsaP384)
+        );
+        assert_eq!(
+            s.sources.key.to_string(),
+            "the config file (encryptionAlgorithm)"
+        );
+        let e = Settings::parse("encryptionAlgorithm: ecdsa\n").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("encryptionAlgorithm: must be one of RSA-2048"),
+            "{e:#}"
+        );
+        // The shipped file leaves the three unset, so that the cluster decides.
+        let shipped = Settings::parse(include_str!("../../config.example.yaml")).unwrap();
+        assert!(!shipped.certificate_validity_explicit && !shipped.certificates_dir_explicit);
+        assert_eq!(shipped.encryption_algorithm, None);
     }
 
     #[test]

@@ -60,9 +60,8 @@ impl KubeTasks {
             .kubelet_server_tls_bootstrap
             .or_else(|| pending::read(paths));
         let approve = a.mode != ApproverMode::Off;
-        if !approve && configmap.is_none() {
-            return KubeTasks::default();
-        }
+        // The ClusterConfiguration refresh (issue 18) runs wherever the kubeconfig exists,
+        // whatever the approver's mode: the client is needed in every case.
         let kube = match Kube::connect(&paths.root, &a.kubeconfig, cancel).await {
             Ok(Some(k)) => k,
             Ok(None) => {
@@ -110,6 +109,12 @@ impl KubeTasks {
                 stats.clone(),
             )));
         }
+        handles.push(tokio::spawn(super::cluster_config::refresh(
+            kube.clone(),
+            paths.clone(),
+            stats.clone(),
+            now,
+        )));
         if let Some(enable) = configmap {
             handles.push(tokio::spawn(cluster_kubelet_config(
                 kube,
@@ -181,5 +186,18 @@ async fn cluster_kubelet_config(kube: Kube, enable: bool, paths: NodePaths, stat
                 return;
             }
         }
+    }
+}
+
+/// `run --once`: read the ClusterConfiguration once (bounded) before the cycle, so that a
+/// timer-driven node keeps its copy fresh too. Without the kubeconfig, nothing.
+pub async fn refresh_cluster_config_once(ctx: &Ctx, cancel: &Cancel) {
+    let kubeconfig = &ctx.settings.approver.kubeconfig;
+    match Kube::connect(&ctx.paths.root, kubeconfig, cancel).await {
+        Ok(Some(kube)) => {
+            super::cluster_config::refresh_once(kube, ctx.paths.clone(), now).await;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!("reading the ClusterConfiguration: {e}"),
     }
 }

@@ -90,6 +90,10 @@ pub fn run(
         // Nothing else was looked at: what stood before still stands.
         return rep;
     }
+    // The kept ClusterConfiguration's validity, key algorithm and certificatesDir, where the
+    // config file sets none (issue 18); the API task keeps it fresh, the cycle never waits.
+    let (paths, settings) =
+        &super::cluster_config::for_cycle(paths, settings, &mut state.conditions, now);
     // The lock is free between cycles: a command may have died mid-write since the last one.
     super::nodelock::recover_left(paths, settings, &mut state.conditions, now, cancel);
     // An upgrade may have rewritten the kubelet config without kubelet.serverTLSBootstrap.

@@ -6,6 +6,8 @@
 
 /// The Kubernetes side: the CSR approver and the kubelet-config ConfigMap (tokio tasks).
 pub mod api;
+/// The cluster's ClusterConfiguration: the refresh task, and what each cycle renews with.
+pub mod cluster_config;
 /// Standing conditions: logged once, reminded daily, cleared once.
 pub mod conditions;
 /// Restarts under the HA coordination: STATUS=, metrics, owed restarts.
@@ -203,6 +205,7 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     // The approver and the ConfigMap task are for the long-running daemon; `--once` (a
     // timer) runs one cycle and leaves.
     let mut kube = if once {
+        api::refresh_cluster_config_once(&ctx, &cancel).await;
         api::KubeTasks::default()
     } else {
         api::KubeTasks::start(&ctx, &cancel).await

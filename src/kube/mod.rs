@@ -11,6 +11,8 @@
 pub mod approver;
 /// The kube-rs client: bounded, cancellable calls.
 pub mod client;
+/// The cluster's ClusterConfiguration (`kube-system/kubeadm-config`).
+pub mod cluster_config;
 /// Errors by kind.
 pub mod error;
 /// `serverTLSBootstrap` in the kubelet-config ConfigMap.

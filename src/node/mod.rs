@@ -1,6 +1,6 @@
 //! The node: where its files are and how its kubelet and static pods are configured.
 
-/// The cached copy of the cluster's ClusterConfiguration (`<stateDir>/cluster-config.json`).
+/// The cluster's ClusterConfiguration: parsing it, its endpoint, the copy in `<stateDir>`.
 pub mod cluster_config;
 /// Bounded, symlink-aware reads of node files.
 pub mod fsread;

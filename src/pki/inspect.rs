@@ -27,6 +27,8 @@ pub enum KeyAlg {
     Rsa(usize),
     /// ECDSA on NIST P-256.
     EcP256,
+    /// ECDSA on NIST P-384 (kubeadm's `ECDSA-P384`, kubernetes PR #131677).
+    EcP384,
 }
 
 impl std::fmt::Display for KeyAlg {
@@ -34,6 +36,7 @@ impl std::fmt::Display for KeyAlg {
         match self {
             KeyAlg::Rsa(b) => write!(f, "RSA-{b}"),
             KeyAlg::EcP256 => write!(f, "ECDSA-P256"),
+            KeyAlg::EcP384 => write!(f, "ECDSA-P384"),
         }
     }
 }
@@ -91,6 +94,7 @@ pub struct CertInfo {
 const OID_CN: &str = "2.5.4.3";
 const OID_O: &str = "2.5.4.10";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
 
 impl CertInfo {
     /// Parse one DER certificate.
@@ -152,7 +156,11 @@ impl CertInfo {
                     .as_ref()
                     .and_then(|p| p.as_oid().ok())
                     .map(|o| o.to_id_string());
-                (curve.as_deref() == Some(OID_P256)).then_some(KeyAlg::EcP256)
+                match curve.as_deref() {
+                    Some(OID_P256) => Some(KeyAlg::EcP256),
+                    Some(OID_P384) => Some(KeyAlg::EcP384),
+                    _ => None,
+                }
             }
             _ => None,
         };

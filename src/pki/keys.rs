@@ -4,6 +4,7 @@
 //! `EC PRIVATE KEY` with the curve OID (client-go `keyutil.MarshalPrivateKeyToPEM`); it reads
 //! PKCS#8 `PRIVATE KEY` too. rcgen generates PKCS#8, so we re-wrap its DER here.
 
+use crate::node::cluster_config::EncryptionAlgorithm;
 use crate::pki::inspect::{Block, KeyAlg};
 use pkcs8::der::{Decode, Encode};
 use rcgen::{KeyPair, PublicKeyData, RsaKeySize};
@@ -24,7 +25,7 @@ impl KeyFormat {
     pub fn kubeadm_default(alg: KeyAlg) -> KeyFormat {
         match alg {
             KeyAlg::Rsa(_) => KeyFormat::Pkcs1,
-            KeyAlg::EcP256 => KeyFormat::Sec1,
+            KeyAlg::EcP256 | KeyAlg::EcP384 => KeyFormat::Sec1,
         }
     }
 
@@ -108,11 +109,56 @@ pub fn generate(alg: KeyAlg) -> Result<KeyPair, KeyError> {
             KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size).map_err(c)
         }
         KeyAlg::EcP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(c),
+        KeyAlg::EcP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(c),
+    }
+}
+
+impl From<EncryptionAlgorithm> for KeyAlg {
+    fn from(a: EncryptionAlgorithm) -> KeyAlg {
+        match a {
+            EncryptionAlgorithm::Rsa2048 => KeyAlg::Rsa(2048),
+            EncryptionAlgorithm::Rsa3072 => KeyAlg::Rsa(3072),
+            EncryptionAlgorithm::Rsa4096 => KeyAlg::Rsa(4096),
+            EncryptionAlgorithm::EcdsaP256 => KeyAlg::EcP256,
+            EncryptionAlgorithm::EcdsaP384 => KeyAlg::EcP384,
+        }
+    }
+}
+
+/// The algorithm and PEM form of a renewal's new key (issue 18): with an algorithm set (the
+/// cluster's `encryptionAlgorithm` or the config's), that algorithm in kubeadm's form for it
+/// (PKCS#1 for RSA, SEC1 for ECDSA: client-go `keyutil.MarshalPrivateKeyToPEM`), whatever the
+/// old key was, as kubeadm's `NewPrivateKey(cfg.EncryptionAlgorithmType())` does; without one,
+/// the old key's algorithm in the old key's form (the behaviour before issue 18, kept when
+/// nothing says which algorithm the cluster uses). `None` when neither is known.
+pub fn new_key_spec(
+    policy: Option<EncryptionAlgorithm>,
+    old_alg: Option<KeyAlg>,
+    old_format: Option<KeyFormat>,
+) -> Option<(KeyAlg, KeyFormat)> {
+    match policy {
+        Some(p) => {
+            let alg = KeyAlg::from(p);
+            Some((alg, KeyFormat::kubeadm_default(alg)))
+        }
+        None => {
+            let alg = old_alg?;
+            let format = match old_format? {
+                // A PKCS#1 or SEC1 form that cannot hold the algorithm is never asked for here
+                // (the old key had it), but stay safe.
+                KeyFormat::Pkcs1 if !matches!(alg, KeyAlg::Rsa(_)) => {
+                    KeyFormat::kubeadm_default(alg)
+                }
+                f => f,
+            };
+            Some((alg, format))
+        }
     }
 }
 
 const P256_OID: pkcs8::ObjectIdentifier =
     pkcs8::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const P384_OID: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
 /// Encode a freshly generated key in `format`. Only for keys from [`generate`]: rcgen keeps a
 /// loaded key's original DER, which may not be PKCS#8.
@@ -133,16 +179,18 @@ pub fn encode(pair: &KeyPair, alg: KeyAlg, format: KeyFormat) -> Result<String, 
             ("RSA PRIVATE KEY", inner)
         }
         KeyFormat::Sec1 => {
-            if alg != KeyAlg::EcP256 {
-                return Err(e("SEC1 holds only EC keys"));
-            }
+            let curve = match alg {
+                KeyAlg::EcP256 => P256_OID,
+                KeyAlg::EcP384 => P384_OID,
+                KeyAlg::Rsa(_) => return Err(e("SEC1 holds only EC keys")),
+            };
             let pki = pkcs8::PrivateKeyInfo::from_der(der).map_err(|x| e(&x.to_string()))?;
             let inner =
                 sec1::EcPrivateKey::from_der(pki.private_key).map_err(|x| e(&x.to_string()))?;
             // Go's ParseECPrivateKey needs the named curve, which PKCS#8's inner key omits.
             let full = sec1::EcPrivateKey {
                 private_key: inner.private_key,
-                parameters: Some(sec1::EcParameters::NamedCurve(P256_OID)),
+                parameters: Some(sec1::EcParameters::NamedCurve(curve)),
                 public_key: Some(pair.public_key_raw()),
             };
             (
@@ -174,6 +222,38 @@ mod tests {
     fn ec_keys_roundtrip_as_sec1_and_pkcs8() {
         roundtrip(KeyAlg::EcP256, KeyFormat::Sec1, "EC PRIVATE KEY");
         roundtrip(KeyAlg::EcP256, KeyFormat::Pkcs8, "PRIVATE KEY");
+    }
+
+    #[test]
+    fn p384_keys_roundtrip_as_sec1_with_their_curve() {
+        roundtrip(KeyAlg::EcP384, KeyFormat::Sec1, "EC PRIVATE KEY");
+        let pair = generate(KeyAlg::EcP384).unwrap();
+        let text = encode(&pair, KeyAlg::EcP384, KeyFormat::Sec1).unwrap();
+        let p = pem::parse(text).unwrap();
+        let k = sec1::EcPrivateKey::from_der(p.contents()).unwrap();
+        assert_eq!(k.parameters, Some(sec1::EcParameters::NamedCurve(P384_OID)));
+    }
+
+    #[test]
+    fn a_set_algorithm_wins_over_the_old_key_in_kubeadm_form() {
+        use EncryptionAlgorithm as E;
+        let old = (Some(KeyAlg::Rsa(2048)), Some(KeyFormat::Pkcs8));
+        assert_eq!(
+            new_key_spec(Some(E::EcdsaP256), old.0, old.1),
+            Some((KeyAlg::EcP256, KeyFormat::Sec1))
+        );
+        assert_eq!(
+            new_key_spec(Some(E::Rsa3072), Some(KeyAlg::EcP256), None),
+            Some((KeyAlg::Rsa(3072), KeyFormat::Pkcs1))
+        );
+        assert_eq!(
+            new_key_spec(None, old.0, old.1),
+            Some((KeyAlg::Rsa(2048), KeyFormat::Pkcs8))
+        );
+        assert_eq!(new_key_spec(None, None, old.1), None);
+        for a in E::ALL {
+            assert_eq!(KeyAlg::from(a).to_string(), a.as_str());
+        }
     }
 
     #[test]

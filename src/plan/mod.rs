@@ -4,6 +4,8 @@
 
 /// Whether to approve a kubelet serving CSR: the rules (a)-(h), a verdict per rule.
 pub mod approve;
+/// The cluster's ClusterConfiguration over the config file: validity, key algorithm, dir.
+pub mod cluster_inputs;
 /// Guard rails: the no-gain rule, renewal memory, restart budget, clock sanity, retention.
 pub mod guard;
 /// Whether the kubelet's client certificate needs reviving, and whether this node can.
@@ -197,7 +199,8 @@ fn decide(
             crate::logging::rfc3339(ca_cert.not_after)
         ));
     }
-    if loaded.leaf.key_alg.is_none() {
+    // With an algorithm set (the cluster's or the config's) the old key's does not matter.
+    if loaded.leaf.key_alg.is_none() && settings.encryption_algorithm.is_none() {
         let cert = loaded
             .files()
             .last()

@@ -168,8 +168,7 @@ pub struct Options {
     /// The node's release's style.
     pub style: Style,
     /// The `kubeadm-config` ConfigMap was read live from the API for this run: only then does
-    /// kubeadm print its header lines. Nothing reads it yet (the API client of issue 18 item 1
-    /// will set this).
+    /// kubeadm print its header lines (`cli::check` sets it after a bounded live read).
     pub configmap_read: bool,
 }
 
