@@ -35,6 +35,7 @@ pub fn for_command(ctx: &Ctx, cancel: &Cancel, keep: bool) -> (Ctx, Effective) {
     let ctx = Ctx {
         settings: e.settings.clone(),
         paths: e.paths.clone(),
+        lock_wait: ctx.lock_wait,
     };
     (ctx, e)
 }
