@@ -46,6 +46,20 @@ pub const MSG_DEFERRED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b325";
 pub const MSG_BREAK_GLASS: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b326";
 /// MESSAGE_ID (HA coordination): the lock's lease was lost mid-hold.
 pub const MSG_LOCK_LOST: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b327";
+/// MESSAGE_ID (CA rotation): a rotation was recorded by `ca rotate`.
+pub const MSG_ROTATION_STARTED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b360";
+/// MESSAGE_ID (CA rotation): this node finished its step of a phase.
+pub const MSG_ROTATION_STEP: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b361";
+/// MESSAGE_ID (CA rotation): a phase completed on every node; the next one begins.
+pub const MSG_ROTATION_PHASE: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b362";
+/// MESSAGE_ID (CA rotation): the rotation finished, or its abort did.
+pub const MSG_ROTATION_DONE: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b363";
+/// MESSAGE_ID (CA rotation): an abort was asked for (`ca rotate --abort`).
+pub const MSG_ROTATION_ABORT: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b364";
+/// MESSAGE_ID (CA rotation): a node's step failed; it was rolled back and the rollout halted.
+pub const MSG_ROTATION_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b365";
+/// MESSAGE_ID (CA rotation): this node cannot do its step now (standing, logged once).
+pub const MSG_ROTATION_BLOCKED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b366";
 
 /// Set up logging once, at process start.
 pub fn init(verbose: bool) {

@@ -7,6 +7,7 @@ pub mod args;
 /// Man pages and shell completions generated from the CLI (packaging).
 pub mod assets;
 mod backups;
+mod ca;
 mod check;
 mod cluster;
 /// The `demo` command.
@@ -17,7 +18,7 @@ mod recover;
 mod renew;
 mod restart;
 
-pub use args::{Cli, ClusterAction, Command, KubeletClientAction, Output, RenewArgs};
+pub use args::{CaAction, Cli, ClusterAction, Command, KubeletClientAction, Output, RenewArgs};
 
 use crate::context::{now, Ctx};
 use anyhow::Result;
@@ -65,6 +66,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => renew::install_signed(&ctx, &csr_dir, &names, no_restart, now()),
         Command::Recover => recover::run(&ctx),
         Command::Cluster { action } => cluster::run(&ctx, &action),
+        Command::Ca { action } => ca::run(&ctx, &action, now()),
         Command::Backups { prune } => backups::run(&ctx, prune, now()),
         Command::KubeletServingCerts { action, no_restart } => {
             kubelet::serving_certs(&ctx, action == "enable", no_restart)

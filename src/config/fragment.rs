@@ -21,6 +21,7 @@ pub struct Fragment {
     check_interval: Option<String>,
     jitter: Option<String>,
     ca_warn_before: Option<String>,
+    ca_validity: Option<String>,
     restart: Option<RestartFragment>,
     kubelet: Option<KubeletFragment>,
     metrics: Option<MetricsFragment>,
@@ -122,6 +123,7 @@ impl Settings {
             ),
             ("checkInterval", f.check_interval, &mut s.check_interval),
             ("caWarnBefore", f.ca_warn_before, &mut s.ca_warn_before),
+            ("caValidity", f.ca_validity, &mut s.ca_validity),
         ];
         for (key, val, slot) in durations {
             if let Some(v) = val {
@@ -199,6 +201,13 @@ impl Settings {
                     bail!("requireTimeSync: must be auto, true or false, got {w:?}")
                 }
             };
+        }
+        if s.ca_validity <= s.ca_warn_before {
+            bail!(
+                "caValidity ({}) must be longer than caWarnBefore ({}): a new CA would be inside its own warning window",
+                humantime::format_duration(s.ca_validity),
+                humantime::format_duration(s.ca_warn_before)
+            );
         }
         s.check_renewal_gap()?;
         Ok(s)

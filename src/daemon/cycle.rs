@@ -42,6 +42,8 @@ pub struct CycleReport {
     pub revived: bool,
     /// Restarts left owed this cycle, and why (HA coordination).
     pub owed: Option<String>,
+    /// A CA rotation is under way: look again this soon (issue 20).
+    pub rotation_poll: Option<std::time::Duration>,
 }
 
 impl CycleReport {
@@ -88,6 +90,8 @@ pub fn run(
         // Nothing else was looked at: what stood before still stands.
         return rep;
     }
+    // Before the scan: a rotation step changes etcd files that the renewal plan then sees.
+    super::rotation::run(paths, settings, state, now, cancel, &mut rep);
     let scan = crate::plan::scan::scan(paths);
     let mut plan = plan::plan(&scan, &Selection::Due, settings, now);
     // Guard rails (issue 12): the clock, the renewal memory, no gain, the restart budget.

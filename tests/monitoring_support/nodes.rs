@@ -46,6 +46,23 @@ impl Node {
         self.run_once_with(config, true)
     }
 
+    /// `kubeadm-certd ca rotate etcd-ca` (a single node: the record goes to stateDir).
+    pub fn ca_rotate(&self) {
+        let cfg = self.root().join("certd.yaml");
+        std::fs::write(&cfg, "").unwrap();
+        let out = Command::new(BIN)
+            .args(["--root", self.root().to_str().unwrap()])
+            .args(["--config", cfg.to_str().unwrap(), "ca", "rotate", "etcd-ca"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ca rotate: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn run_once_with(&self, config: &str, read_only_pki: bool) -> Textfile {
         let cfg = self.root().join("certd.yaml");
         std::fs::write(&cfg, format!("{config}metrics:\n  textfile: {TEXTFILE}\n")).unwrap();
@@ -119,6 +136,9 @@ pub struct Fleet {
     /// `coordination.mode: etcd` with no etcd member answering: the coordination gauges
     /// (no healthy member, no lock, no halt seen).
     pub coordinated: Textfile,
+    /// A single node after `ca rotate etcd-ca`, whose daemon cannot carry it out (restarts
+    /// are off): the rotation gauges of a rotation in trust-both that makes no progress.
+    pub rotating: Textfile,
 }
 
 impl Fleet {
@@ -142,6 +162,7 @@ impl Fleet {
             ("budget-spent", &self.budget_spent),
             ("clock-behind", &self.clock_behind),
             ("coordinated", &self.coordinated),
+            ("rotating", &self.rotating),
         ]
     }
 
@@ -209,7 +230,11 @@ impl Fleet {
         );
         let coordinated = Node::build(|s| s.leaf_left = days(200))
             .run_once(&format!("{NO_RESTART}coordination:\n  mode: etcd\n"));
+        let rot = Node::build(|s| s.leaf_left = days(200));
+        rot.ca_rotate();
+        let rotating = rot.run_once(NO_RESTART);
         Fleet {
+            rotating,
             healthy,
             renewed,
             expiring,

@@ -1,0 +1,93 @@
+//! Where the rotation record lives: etcd on an HA control plane (`cluster::rotation`), a file
+//! in stateDir on a single node. Both change it only by compare-and-swap on a revision.
+
+use crate::act::store::atomic;
+use crate::cluster::Coordinator;
+use crate::node::NodePaths;
+use crate::plan::rotation::{Rotation, LOCAL_RECORD};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// A record and the revision a swap compares with (0: none yet).
+pub type Versioned = (Rotation, i64);
+
+/// Read and compare-and-swap the record.
+pub trait Store {
+    /// The record, if any.
+    fn load(&self) -> Result<Option<Versioned>>;
+    /// Write `r` if the record is still at `rev`; whether it was written.
+    fn swap(&self, rev: i64, r: &Rotation) -> Result<bool>;
+}
+
+/// The record in the cluster's etcd.
+pub struct EtcdStore<'a> {
+    /// The connection.
+    pub coord: &'a Coordinator,
+    /// The CA (`etcd-ca`).
+    pub ca: &'a str,
+}
+
+impl Store for EtcdStore<'_> {
+    fn load(&self) -> Result<Option<Versioned>> {
+        self.coord.rotation(self.ca)
+    }
+    fn swap(&self, rev: i64, r: &Rotation) -> Result<bool> {
+        self.coord.swap_rotation(rev, r)
+    }
+}
+
+/// The record of a single control-plane node, in `<stateDir>/ca-rotation.json`. The node
+/// lock keeps every writer apart; the revision still guards against a record replaced
+/// between a read and a write (an abort from another shell).
+pub struct LocalStore<'a> {
+    /// The node.
+    pub paths: &'a NodePaths,
+}
+
+#[derive(Serialize, Deserialize)]
+struct File {
+    revision: i64,
+    record: Rotation,
+}
+
+impl LocalStore<'_> {
+    fn path(&self) -> std::path::PathBuf {
+        self.paths.state.join(LOCAL_RECORD)
+    }
+
+    /// Whether this node keeps a local record.
+    pub fn exists(paths: &NodePaths) -> bool {
+        paths.state.join(LOCAL_RECORD).is_file()
+    }
+}
+
+impl Store for LocalStore<'_> {
+    fn load(&self) -> Result<Option<Versioned>> {
+        let p = self.path();
+        match crate::node::fsread::read_regular(&p, 1 << 20) {
+            Ok(b) => {
+                let f: File = serde_json::from_slice(&b).with_context(|| {
+                    format!("{}: not a valid rotation record", self.paths.show(&p))
+                })?;
+                Ok(Some((f.record, f.revision)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.paths.show(&p))),
+        }
+    }
+
+    fn swap(&self, rev: i64, r: &Rotation) -> Result<bool> {
+        let now = self.load()?.map(|(_, v)| v).unwrap_or(0);
+        if now != rev {
+            return Ok(false);
+        }
+        let text = serde_json::to_vec_pretty(&File {
+            revision: rev + 1,
+            record: r.clone(),
+        })
+        .context("encoding the rotation record")?;
+        atomic::create_dir_all_mode(&self.paths.state, 0o700)?;
+        atomic::write_atomic(&self.path(), &text, 0o600)?;
+        Ok(true)
+    }
+}
