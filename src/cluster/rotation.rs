@@ -31,6 +31,16 @@ async fn get(c: &mut etcd_client::Client, ca: &str) -> Result<Option<Versioned>>
 }
 
 impl Coordinator {
+    /// The names of the voting members (MemberList through any member that answers).
+    pub fn voting_members(&self) -> Result<Vec<String>> {
+        let ms = self.read(async { self.pool.refresh_members().await.map_err(|e| anyhow!(e)) })?;
+        Ok(ms
+            .iter()
+            .filter(|m| !m.is_learner)
+            .map(|m| m.label())
+            .collect())
+    }
+
     /// The rotation record of `ca` and its revision.
     pub fn rotation(&self, ca: &str) -> Result<Option<Versioned>> {
         self.read(async {

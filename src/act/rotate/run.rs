@@ -83,6 +83,7 @@ fn steps(
             return Ok(());
         }
         let Some((rec, _)) = side.store().load()? else {
+            tracing::debug!("the rotation record is gone");
             rep.record = None;
             return Ok(());
         };
@@ -95,6 +96,13 @@ fn steps(
             return Ok(());
         }
         if !rec.due(node) {
+            tracing::debug!(
+                "{} rotation {}: no step of {node}'s is due in {} (done: {})",
+                rec.ca,
+                rec.id,
+                rec.phase,
+                rec.done.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
             return Ok(());
         }
         let Some(target) = rec.phase.target() else {
@@ -519,13 +527,7 @@ pub fn run_ha(
 /// The voting members must be the rotation's nodes: a member added since would not trust the
 /// new CA, one removed would never do its steps.
 fn members_unchanged(coord: &Coordinator, rec: &Rotation) -> Result<(), String> {
-    let st = coord.status().map_err(|e| format!("{e:#}"))?;
-    let mut now: Vec<String> = st
-        .members
-        .iter()
-        .filter(|h| !h.member.is_learner)
-        .map(|h| h.member.label())
-        .collect();
+    let mut now = coord.voting_members().map_err(|e| format!("{e:#}"))?;
     let mut want = rec.nodes.clone();
     now.sort();
     want.sort();
