@@ -152,3 +152,152 @@ fn a_single_control_plane_node_rotates_its_etcd_ca_in_one_cycle() {
     assert!(node.run(&["run", "--once"]).status.success());
     assert!(started_after(&h, mark).is_empty());
 }
+
+#[test]
+fn a_failed_restart_rolls_the_step_back_and_halts_until_cluster_resume() {
+    let Some(node) = etcd_node() else { return };
+    std::fs::write(&node.config, CONFIG.replace("timeout: 60s", "timeout: 8s")).unwrap();
+    let h = node.kubelet();
+    node.wait_healthy(&h);
+    let pki = node.host("/etc/kubernetes/pki");
+    let old_bundle = std::fs::read(pki.join("etcd/ca.crt")).unwrap();
+    assert!(node.run(&["ca", "rotate", "etcd-ca"]).status.success());
+    // kube-apiserver will not come back.
+    node.hook("kube-apiserver.die", "x");
+    let out = node.run(&["run", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        log.contains("the step's files were restored from the backup; the rotation is halted"),
+        "{log}"
+    );
+    // Rolled back: the bundle is the old CA alone again, and the step is not recorded.
+    assert_eq!(std::fs::read(pki.join("etcd/ca.crt")).unwrap(), old_bundle);
+    let st = node.run(&["ca", "status", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["rotation"]["phase"], "trust-both");
+    assert_eq!(v["rotation"]["done"], serde_json::json!({}));
+    assert!(
+        v["halt"]
+            .as_str()
+            .is_some_and(|h| h.contains("kube-apiserver")),
+        "{v}"
+    );
+    // While halted, a cycle restarts nothing and says why.
+    let mark = h.events().len();
+    let out = node.run(&["run", "--once"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is halted since"));
+    assert!(started_after(&h, mark).is_empty());
+    // The operator fixes the cause and resumes.
+    std::fs::remove_file(node.host(&format!("{STANDIN_DIR}/kube-apiserver.die"))).unwrap();
+    node.wait_healthy(&h);
+    let out = node.run(&["cluster", "resume"]);
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("The CA rotation is halted") && said.contains("Halt cleared"),
+        "{said}"
+    );
+    assert!(node.run(&["run", "--once"]).status.success());
+    let st = node.run(&["ca", "status", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["rotation"]["phase"], "done", "{v}");
+    let new_ca = pki.join("etcd/ca.crt");
+    assert_eq!(certs_der(&new_ca).len(), 1);
+    let work = tempfile::tempdir().unwrap();
+    let old = work.path().join("old.crt");
+    std::fs::write(&old, &old_bundle).unwrap();
+    let bad = leaves_signed_by(&pki, &new_ca, &old);
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+/// An operator's CA (openssl, EC P-256) valid for `days`, in `dir`.
+fn operator_ca(dir: &std::path::Path, days: u32) {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("ca.key"))
+        .arg("-out")
+        .arg(dir.join("ca.crt"))
+        .args(["-subj", "/CN=etcd-ca", "-days", &days.to_string()])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args([
+            "-addext",
+            "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ca_dir_is_checked_before_anything_starts_and_abort_goes_back_from_trust_both() {
+    let Some(node) = etcd_node() else { return };
+    let record = node.host("/var/lib/kubeadm-certd/ca-rotation.json");
+    let work = tempfile::tempdir().unwrap();
+    // Too short-lived, and a key of another CA: one line each, nothing written.
+    let (short, other) = (work.path().join("short"), work.path().join("other"));
+    for d in [&short, &other] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    operator_ca(&short, 100);
+    operator_ca(&other, 3650);
+    std::fs::copy(other.join("ca.key"), short.join("ca.key")).unwrap();
+    let out = node.run(&[
+        "ca",
+        "rotate",
+        "etcd-ca",
+        "--ca-dir",
+        short.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("short/ca.crt: expires at") && lines[0].contains("caWarnBefore"),
+        "{err}"
+    );
+    assert!(lines[1].contains("short/ca.key: does not match"), "{err}");
+    assert!(!record.exists());
+    // A good one is taken as it is.
+    let out = node.run(&[
+        "ca",
+        "rotate",
+        "etcd-ca",
+        "--ca-dir",
+        other.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("brought with --ca-dir"));
+    let st = node.run(&["ca", "status", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let new_pem = v["rotation"]["newCa"].as_str().unwrap().to_string();
+    let recorded = pem::parse(new_pem).unwrap().contents().to_vec();
+    assert_eq!(recorded, certs_der(&other.join("ca.crt"))[0]);
+    // The sealed key does not show the operator's key.
+    let text = std::fs::read_to_string(&record).unwrap();
+    let key_b64 = std::fs::read_to_string(other.join("ca.key")).unwrap();
+    let body: String = key_b64
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(!text.contains(&body[..40]));
+    // Abort in trust-both: straight to untrust-new.
+    let dry = node.run(&["ca", "rotate", "etcd-ca", "--abort", "--dry-run"]);
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would leave trust-both for untrust-new"));
+    let out = node.run(&["ca", "rotate", "etcd-ca", "--abort"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("untrust-new begins"));
+}

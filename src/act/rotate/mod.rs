@@ -10,6 +10,8 @@
 pub mod material;
 /// One node's steps: lock, files, restarts, progress.
 pub mod run;
+/// The HA and the single-node side of a step.
+mod side;
 /// Starting, aborting and reading a rotation (the CLI's side).
 pub mod start;
 /// One node's step of a phase: prepare and commit the files.

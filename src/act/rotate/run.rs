@@ -9,22 +9,20 @@
 //! control plane (`cluster resume` clears it), a halt in the local record on a single node.
 
 use super::material;
+use super::side::{Ha, Local, Side};
 use super::step;
 use super::store::{EtcdStore, LocalStore, Store};
 use crate::act::cancel::Cancel;
 use crate::act::restart::Progress;
-use crate::act::staticpods::restart::{
-    restart_all, restart_all_gated, RestartOpts, Restarted, Rollback, SequenceError,
-};
-use crate::cluster::gate::ClusterGate;
-use crate::cluster::{Coordinator, Permit, Wait};
+use crate::act::staticpods::restart::RestartOpts;
+use crate::cluster::{Coordinator, Wait};
 use crate::config::Settings;
 use crate::logging::{
     rfc3339, MSG_ROTATION_DONE, MSG_ROTATION_FAILED, MSG_ROTATION_PHASE, MSG_ROTATION_STEP,
 };
 use crate::node::NodePaths;
 use crate::pki::table::Component;
-use crate::plan::rotation::{LocalHalt, Phase, Rotation, Which};
+use crate::plan::rotation::{Phase, Rotation, Which};
 use anyhow::{anyhow, Result};
 use time::OffsetDateTime;
 
@@ -48,20 +46,6 @@ pub struct Report {
     pub written: Vec<String>,
     /// Restarts attempted: component, success.
     pub restarts: Vec<(String, bool)>,
-}
-
-/// How one side (etcd + lock, or the local file) carries a step.
-trait Side {
-    fn store(&self) -> &dyn Store;
-    /// May this node restart its etcd member now (the quorum guard), before anything is written.
-    fn ready(&mut self) -> Result<(), String>;
-    fn restart(
-        &mut self,
-        comps: &[Component],
-        rollback: &dyn Fn(Component) -> Rollback,
-    ) -> Result<Vec<Restarted>, SequenceError>;
-    /// Record a failure where every node sees it (the HA gate has already written the halt).
-    fn halt(&self, reason: &str, now: OffsetDateTime);
 }
 
 fn now_text(t: OffsetDateTime) -> String {
@@ -88,11 +72,8 @@ fn steps(
             return Ok(());
         };
         rep.record = Some(rec.clone());
-        if let Some(h) = &rec.halt {
-            rep.blocked = Some(format!(
-                "the {} rotation {} is halted since {}: {}; fix the cause, then run `kubeadm-certd cluster resume`",
-                rec.ca, rec.id, h.time, h.reason
-            ));
+        if let Some(why) = halted(&rec) {
+            rep.blocked = Some(why);
             return Ok(());
         }
         if !rec.due(node) {
@@ -190,6 +171,16 @@ fn steps(
     Ok(())
 }
 
+/// A single node's halt, for humans.
+fn halted(rec: &Rotation) -> Option<String> {
+    rec.halt.as_ref().map(|h| {
+        format!(
+            "the {} rotation {} is halted since {}: {}; fix the cause, then run `kubeadm-certd cluster resume`",
+            rec.ca, rec.id, h.time, h.reason
+        )
+    })
+}
+
 /// Mark this node's step done (compare-and-swap, retried on a concurrent change); the record
 /// written, or `None` when the record had moved on (an abort).
 fn record_step(
@@ -280,86 +271,6 @@ fn log_step(
     }
 }
 
-/// The HA side: the record in etcd, the restart lock held, the cluster gate.
-struct Ha<'c, 'p> {
-    store: EtcdStore<'c>,
-    permit: &'p mut Permit<'c>,
-    paths: &'p NodePaths,
-    opts: RestartOpts,
-    stop: &'p dyn Fn() -> bool,
-    clock: &'p dyn Fn() -> OffsetDateTime,
-    catch_up: std::time::Duration,
-}
-
-impl Side for Ha<'_, '_> {
-    fn store(&self) -> &dyn Store {
-        &self.store
-    }
-    fn ready(&mut self) -> Result<(), String> {
-        if self.permit.lost() {
-            return Err("the restart lock's lease was lost".into());
-        }
-        self.permit.etcd_guard().map_err(|d| d.reason)
-    }
-    fn restart(
-        &mut self,
-        comps: &[Component],
-        rollback: &dyn Fn(Component) -> Rollback,
-    ) -> Result<Vec<Restarted>, SequenceError> {
-        let mut gate = ClusterGate {
-            permit: self.permit,
-            cancel: self.stop,
-            now: self.clock,
-            catch_up: self.catch_up,
-        };
-        restart_all_gated(self.paths, comps, &self.opts, rollback, &mut gate)
-    }
-    fn halt(&self, _reason: &str, _now: OffsetDateTime) {}
-}
-
-/// The single-node side: the record in stateDir, no lock.
-struct Local<'a> {
-    store: LocalStore<'a>,
-    paths: &'a NodePaths,
-    opts: RestartOpts,
-}
-
-impl Side for Local<'_> {
-    fn store(&self) -> &dyn Store {
-        &self.store
-    }
-    fn ready(&mut self) -> Result<(), String> {
-        Ok(())
-    }
-    fn restart(
-        &mut self,
-        comps: &[Component],
-        rollback: &dyn Fn(Component) -> Rollback,
-    ) -> Result<Vec<Restarted>, SequenceError> {
-        restart_all(self.paths, comps, &self.opts, rollback)
-    }
-    fn halt(&self, reason: &str, now: OffsetDateTime) {
-        let r = (|| -> Result<()> {
-            for _ in 0..3 {
-                let Some((mut rec, rev)) = self.store.load()? else {
-                    return Ok(());
-                };
-                rec.halt = Some(LocalHalt {
-                    reason: reason.to_string(),
-                    time: now_text(now),
-                });
-                if self.store.swap(rev, &rec)? {
-                    return Ok(());
-                }
-            }
-            Err(anyhow!("the record kept changing"))
-        })();
-        if let Err(e) = r {
-            tracing::error!("could not record the rotation's halt: {e:#}");
-        }
-    }
-}
-
 /// This node's name as a rotation knows it: its etcd member's name, else the hostname.
 pub fn node_name(paths: &NodePaths) -> String {
     crate::cluster::endpoints::local_view(paths)
@@ -385,6 +296,7 @@ pub fn run_local(
     let store = LocalStore { paths };
     match store.load() {
         Ok(Some((r, _))) => {
+            rep.blocked = halted(&r);
             let active = r.phase.active() && r.halt.is_none();
             rep.record = Some(r);
             if !active {

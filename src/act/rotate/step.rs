@@ -224,3 +224,7 @@ pub fn commit(
         .collect();
     Ok((dir, pairs))
 }
+
+#[cfg(test)]
+#[path = "step_tests.rs"]
+mod tests;
