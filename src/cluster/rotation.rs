@@ -5,7 +5,7 @@
 use super::client::{self, PROBE_TIMEOUT};
 use super::endpoints::{self, Identity};
 use super::settings::Coordination;
-use super::Coordinator;
+use super::{quorum, Coordinator, Deferral, Permit};
 use crate::node::NodePaths;
 use crate::plan::rotation::{record_key, Rotation};
 use anyhow::{anyhow, Context, Result};
@@ -80,6 +80,31 @@ impl Coordinator {
                 }
             }
         })
+    }
+}
+
+impl Permit<'_> {
+    /// The quorum guard, asked before a rotation step writes anything, without the guard's own
+    /// warning: the caller logs why it waits once, as a standing condition, rather than every
+    /// cycle. A break-glass permit never allows a rotation step.
+    pub fn quorum_allows(&self) -> Result<(), Deferral> {
+        if self.is_break_glass() {
+            return Err(Deferral {
+                unhealthy: Vec::new(),
+                reason: "no etcd quorum is reachable".into(),
+            });
+        }
+        let hs = self
+            .coord
+            .read(async { self.coord.pool.health().await.map_err(|e| anyhow!(e)) })
+            .map_err(|e| Deferral {
+                unhealthy: Vec::new(),
+                reason: format!("{e:#}"),
+            })?;
+        match quorum::decide(&hs, &self.coord.is_local()) {
+            quorum::Verdict::Allow => Ok(()),
+            quorum::Verdict::Defer(d) => Err(d),
+        }
     }
 }
 

@@ -49,7 +49,7 @@ impl Side for Ha<'_, '_> {
         if self.permit.lost() {
             return Err("the restart lock's lease was lost".into());
         }
-        self.permit.etcd_guard().map_err(|d| d.reason)
+        self.permit.quorum_allows().map_err(|d| d.reason)
     }
     fn restart(
         &mut self,
