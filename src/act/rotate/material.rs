@@ -149,12 +149,15 @@ pub fn keep_old(paths: &NodePaths, r: &Rotation, cas: &Cas, now: OffsetDateTime)
     if kept_set(paths, &r.id).is_some() {
         return Ok(());
     }
-    let (_, key_bytes) = cas.old.key.as_ref().ok_or_else(|| {
-        anyhow!(
-            "{}: does not hold the old etcd CA's key, so it cannot be kept before the rotation",
-            paths.show(&paths.pki.join("etcd/ca.key"))
-        )
-    })?;
+    // Every node holds the old key until its reissue step, which comes after this is made; a
+    // node without it (its state dir lost after that) has nothing left to keep.
+    let Some((_, key_bytes)) = cas.old.key.as_ref() else {
+        tracing::debug!(
+            "no old etcd CA key on this node to keep for rotation {}",
+            r.id
+        );
+        return Ok(());
+    };
     let dir = backup::new_dir(paths, now)?;
     let crt = paths.backup_path(&dir, &paths.pki.join("etcd/ca.crt"));
     let key = paths.backup_path(&dir, &paths.pki.join("etcd/ca.key"));

@@ -86,7 +86,7 @@ pub fn tick(
     clock: &dyn Fn() -> OffsetDateTime,
     progress: &dyn Fn(Progress),
 ) -> Report {
-    if store::LocalStore::exists(paths) {
+    if store::LocalStore::active(paths) {
         return run::run_local(paths, settings, cancel, clock);
     }
     let c = cancel.clone();

@@ -110,9 +110,11 @@ fn steps(
         };
         // Whatever is owed, the step's restarts included (a crash may have left them owed with
         // the files already written; recovery may also have done them already).
-        let owed: Vec<Component> = crate::act::store::owed::read(paths)
-            .iter()
-            .filter_map(|c| Component::from_name(c))
+        let mut owed_names = crate::act::store::owed::read(paths);
+        owed_names.extend(super::store::Resume::read(paths, &rec.id, rec.phase));
+        let owed: Vec<Component> = Component::ORDER
+            .into_iter()
+            .filter(|c| owed_names.iter().any(|n| n == c.name()))
             .collect();
         let mut restarted = Vec::new();
         if !owed.is_empty() {
@@ -148,6 +150,14 @@ fn steps(
                         "{reason}; the step's files were restored from the backup; the rotation is halted"
                     );
                     side.halt(&reason, clock());
+                    let resume = super::store::Resume {
+                        id: rec.id.clone(),
+                        phase: rec.phase,
+                        components: owed.iter().map(|c| c.name().to_string()).collect(),
+                    };
+                    if let Err(w) = resume.write(paths) {
+                        tracing::error!("{w:#}");
+                    }
                     rep.failed = Some(reason);
                     return Ok(());
                 }
@@ -164,6 +174,7 @@ fn steps(
             return Ok(());
         }
         let moved = record_step(side.store(), &rec, node, clock())?;
+        super::store::Resume::clear(paths)?;
         rep.steps += 1;
         log_step(&rec, node, &st.reissued, &restarted, moved.as_ref());
         rep.record = moved.or(rep.record.take());

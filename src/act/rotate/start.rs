@@ -49,7 +49,7 @@ impl Place {
 /// plane. A cluster that cannot be reached but looks HA from the manifests is refused: a
 /// rotation done on one node only would cut it off from the others.
 pub fn locate(paths: &NodePaths, settings: &Settings) -> Result<Place> {
-    if LocalStore::exists(paths) {
+    if LocalStore::active(paths) {
         return Ok(Place::Local);
     }
     let mut s = settings.coordination.clone();

@@ -110,14 +110,14 @@ fn every_phase_writes_what_it_must_once_and_renewal_follows_it() {
     renewal_reads_it_as_kubeadm(&paths, &s, &old);
     back.phase = Phase::UntrustNew;
     step_in(&paths, &s, &back);
-    assert_eq!(bundle(&paths), [old.clone()]);
+    assert_eq!(bundle(&paths), std::slice::from_ref(&old));
 
     // Forward again from there (the same record: reissue, then trust-new).
     step_in(&paths, &s, &rec);
     rec.phase = Phase::TrustNew;
     let st = step_in(&paths, &s, &rec);
     assert_eq!(names(&st, &paths), ["/etc/kubernetes/pki/etcd/ca.crt"]);
-    assert_eq!(bundle(&paths), [new.clone()]);
+    assert_eq!(bundle(&paths), std::slice::from_ref(&new));
     renewal_reads_it_as_kubeadm(&paths, &s, &new);
     // check-expiration shows the CA kubeadm would show: the file's first certificate.
     let scan = crate::plan::scan::scan(&paths);

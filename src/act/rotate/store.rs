@@ -55,9 +55,10 @@ impl LocalStore<'_> {
         self.paths.state.join(LOCAL_RECORD)
     }
 
-    /// Whether this node keeps a local record.
-    pub fn exists(paths: &NodePaths) -> bool {
-        paths.state.join(LOCAL_RECORD).is_file()
+    /// Whether this node keeps a local record of a rotation under way. A finished one does
+    /// not count: the node may have become part of an HA control plane since.
+    pub fn active(paths: &NodePaths) -> bool {
+        matches!(LocalStore { paths }.load(), Ok(Some((r, _))) if r.phase.active())
     }
 }
 
@@ -89,5 +90,49 @@ impl Store for LocalStore<'_> {
         atomic::create_dir_all_mode(&self.paths.state, 0o700)?;
         atomic::write_atomic(&self.path(), &text, 0o600)?;
         Ok(true)
+    }
+}
+
+/// Restarts a failed step still needs when it resumes: `run_sequence` clears the owed restarts
+/// after a failure (so that recovery does not retry it for ever), but a step whose files were
+/// not all put back (its backup was made by an earlier, interrupted run) must restart its
+/// components again once the halt is cleared, or the step would be recorded with components
+/// running on what they loaded before. Read only by the rotation, which respects the halt.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Resume {
+    /// The rotation.
+    pub id: String,
+    /// The phase whose step failed.
+    pub phase: crate::plan::rotation::Phase,
+    /// Components to restart.
+    pub components: Vec<String>,
+}
+
+const RESUME: &str = "ca-rotation-resume.json";
+
+impl Resume {
+    /// What a failed step left, if it is for this rotation and phase.
+    pub fn read(paths: &NodePaths, id: &str, phase: crate::plan::rotation::Phase) -> Vec<String> {
+        crate::node::fsread::read_regular(&paths.state.join(RESUME), 64 * 1024)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Resume>(&b).ok())
+            .filter(|r| r.id == id && r.phase == phase)
+            .map(|r| r.components)
+            .unwrap_or_default()
+    }
+
+    /// Record it.
+    pub fn write(&self, paths: &NodePaths) -> Result<()> {
+        let text = serde_json::to_vec(self).context("encoding the rotation's resume record")?;
+        atomic::write_atomic(&paths.state.join(RESUME), &text, 0o600)
+    }
+
+    /// The step is done: nothing to resume.
+    pub fn clear(paths: &NodePaths) -> Result<()> {
+        match std::fs::remove_file(paths.state.join(RESUME)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).context("removing the rotation's resume record"),
+        }
     }
 }
