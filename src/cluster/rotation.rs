@@ -112,7 +112,15 @@ impl Permit<'_> {
 /// GET, without the member list and health probes a [`Coordinator`] starts with, so that a
 /// daemon with no rotation under way adds almost nothing to etcd's load. `None` when there is
 /// none; an error when no endpoint answered.
-pub fn peek(paths: &NodePaths, settings: &Coordination, ca: &str) -> Result<Option<Rotation>> {
+///
+/// A stop request cuts it short (`stop` is polled several times a second): members that
+/// accept connections but never answer must not hold a SIGTERM up.
+pub fn peek(
+    paths: &NodePaths,
+    settings: &Coordination,
+    ca: &str,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<Rotation>> {
     let view = endpoints::local_view(paths);
     let mut urls = endpoints::seeds(&view, settings);
     urls.extend(endpoints::last_seen_urls(paths));
@@ -122,7 +130,7 @@ pub fn peek(paths: &NodePaths, settings: &Coordination, ca: &str) -> Result<Opti
         .enable_all()
         .build()
         .context("starting a runtime for the rotation record")?;
-    rt.block_on(async {
+    let read = async {
         let mut errors = Vec::new();
         for u in &urls {
             let found = async {
@@ -139,5 +147,7 @@ pub fn peek(paths: &NodePaths, settings: &Coordination, ca: &str) -> Result<Opti
             if errors.is_empty() { "" } else { ": " },
             errors.join("; ")
         ))
-    })
+    };
+    rt.block_on(super::race(read, super::CALL_BOUND, stop))
+        .unwrap_or_else(|| Err(anyhow!(super::INTERRUPTED)))
 }

@@ -202,13 +202,6 @@ impl Settings {
                 }
             };
         }
-        if s.ca_validity <= s.ca_warn_before {
-            bail!(
-                "caValidity ({}) must be longer than caWarnBefore ({}): a new CA would be inside its own warning window",
-                humantime::format_duration(s.ca_validity),
-                humantime::format_duration(s.ca_warn_before)
-            );
-        }
         s.check_renewal_gap()?;
         Ok(s)
     }

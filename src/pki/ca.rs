@@ -158,7 +158,7 @@ pub fn check_operator_ca(
         out.push(format!(
             "{crt_name}: expires at {}, within caWarnBefore ({}) of now: it would need rotating at once",
             crate::logging::rfc3339(c.not_after),
-            humantime::format_duration(warn_before)
+            as_written(warn_before)
         ));
     }
     if c.spki == old.spki {
@@ -172,6 +172,16 @@ pub fn check_operator_ca(
         Ok(_) => {}
     }
     out
+}
+
+/// A duration as the config file writes it: whole days as `Nd` (humantime counts a year as
+/// 365.25 days, which turns `365d` into `1year 5h 49m 12s`).
+pub fn as_written(d: Duration) -> String {
+    if d.as_secs().is_multiple_of(86_400) {
+        format!("{}d", d.as_secs() / 86_400)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
 }
 
 #[cfg(test)]
@@ -279,7 +289,11 @@ mod tests {
             year,
         );
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].starts_with("d/ca.crt: expires at") && p[0].contains("caWarnBefore"));
+        assert!(
+            p[0].starts_with("d/ca.crt: expires at") && p[0].contains("caWarnBefore (365d)"),
+            "{}",
+            p[0]
+        );
         assert_eq!(p[1], "d/ca.key: does not match d/ca.crt");
         let two =
             parse_cert_file(format!("{}{}", good.cert.to_pem(), old.to_pem()).as_bytes()).unwrap();

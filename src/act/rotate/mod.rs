@@ -97,7 +97,7 @@ pub fn tick(
             ..Report::default()
         };
     }
-    match crate::cluster::rotation::peek(paths, &settings.coordination, ETCD_CA) {
+    match crate::cluster::rotation::peek(paths, &settings.coordination, ETCD_CA, &*stop) {
         Ok(None) => Report {
             seen: true,
             ..Report::default()

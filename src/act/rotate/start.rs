@@ -176,6 +176,13 @@ pub fn prepare(
         }
         Place::Local => vec![super::run::node_name(paths)],
     };
+    if ca_dir.is_none() && settings.ca_validity <= settings.ca_warn_before {
+        problems.push(format!(
+            "caValidity ({}) is not longer than caWarnBefore ({}): the new CA would be inside its warning window at once; raise caValidity",
+            crate::pki::ca::as_written(settings.ca_validity),
+            crate::pki::ca::as_written(settings.ca_warn_before)
+        ));
+    }
     if !settings.restart.enabled {
         problems.push("restart.enabled is false: a CA rotation restarts etcd and kube-apiserver on every control-plane node".into());
     }
