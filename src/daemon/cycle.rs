@@ -44,6 +44,8 @@ pub struct CycleReport {
     pub owed: Option<String>,
     /// A CA rotation is under way: look again this soon (issue 20).
     pub rotation_poll: Option<std::time::Duration>,
+    /// A CA rotation under way, for the STATUS= line.
+    pub rotation_status: Option<String>,
 }
 
 impl CycleReport {
@@ -156,6 +158,9 @@ pub fn run(
     }
     rep.status = status_line(&scan, &plan, settings, now, &rep);
     rep.status.push_str(&guard::status_suffix(&state.counters));
+    if let Some(r) = &rep.rotation_status {
+        rep.status.push_str(r);
+    }
     rep
 }
 

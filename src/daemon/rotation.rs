@@ -47,6 +47,17 @@ pub fn run(
         ));
     }
     let active = r.record.as_ref().is_some_and(|x| x.phase.active());
+    rep.rotation_status = r.record.as_ref().filter(|x| x.phase.active()).map(|x| {
+        format!(
+            "; {} rotation {}: {} ({} of {} nodes done){}",
+            x.ca,
+            x.id,
+            x.phase,
+            x.done.len(),
+            x.nodes.len(),
+            if r.blocked.is_some() { ", waiting" } else { "" }
+        )
+    });
     rep.rotation_poll = match (&r.blocked, active) {
         (_, false) => None,
         (Some(_), true) => Some(POLL_BLOCKED),

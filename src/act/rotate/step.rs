@@ -209,7 +209,6 @@ pub fn commit(
         entries,
     };
     journal::write(paths, &j)?;
-    fail::fail_point!("rotate::mid-commit");
     for e in &j.entries {
         atomic::commit(
             &paths.root.resolve(&e.staged),
