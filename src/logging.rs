@@ -84,6 +84,20 @@ pub const MSG_KUBELET_CONFIGMAP_PENDING: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b33
 pub const MSG_KUBELET_CONFIGMAP_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b33a";
 /// MESSAGE_ID (Kubernetes API): the approver started or stopped.
 pub const MSG_APPROVER_STATE: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b33b";
+/// MESSAGE_ID (CA rotation): a rotation was recorded by `ca rotate`.
+pub const MSG_ROTATION_STARTED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b360";
+/// MESSAGE_ID (CA rotation): this node finished its step of a phase.
+pub const MSG_ROTATION_STEP: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b361";
+/// MESSAGE_ID (CA rotation): a phase completed on every node; the next one begins.
+pub const MSG_ROTATION_PHASE: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b362";
+/// MESSAGE_ID (CA rotation): the rotation finished, or its abort did.
+pub const MSG_ROTATION_DONE: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b363";
+/// MESSAGE_ID (CA rotation): an abort was asked for (`ca rotate --abort`).
+pub const MSG_ROTATION_ABORT: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b364";
+/// MESSAGE_ID (CA rotation): a node's step failed; it was rolled back and the rollout halted.
+pub const MSG_ROTATION_FAILED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b365";
+/// MESSAGE_ID (CA rotation): this node cannot do its step now (standing, logged once).
+pub const MSG_ROTATION_BLOCKED: &str = "5b1f3b8e0c7d4a8f9e2a6c41d7e0b366";
 
 /// Set up logging once, at process start.
 pub fn init(verbose: bool) {

@@ -551,3 +551,42 @@ fn approver_series_exist_in_the_textfile() {
     let out = promtool(&["test", "rules", fixture.to_str().unwrap()]);
     assert!(out.contains("SUCCESS"), "{out}");
 }
+
+#[test]
+fn ca_rotation_stalled() {
+    let f = Fleet::get();
+    let a = "KubeadmCertdCARotationStalled";
+    let name = "kubeadm_certd_ca_rotation_last_progress_timestamp_seconds";
+    let t = one("rotating", &f.rotating);
+    let s = f.rotating.one(name, &[("ca", "etcd-ca")]);
+    assert_eq!(
+        f.rotating
+            .one("kubeadm_certd_ca_rotation_phase", &[("ca", "etcd-ca")])
+            .value,
+        1.0,
+        "trust-both"
+    );
+    assert_eq!(
+        f.rotating
+            .one("kubeadm_certd_ca_rotation_progress", &[("ca", "etcd-ca")])
+            .value,
+        0.0
+    );
+    // Since the last progress, as the test clock sees it at minute 40.
+    let since = 40.0 * 60.0 - t.value(0, name, s.value);
+    let exp = [Expected {
+        labels: labels_of(&t, &s.labels),
+        value: since,
+    }];
+    let fire = group(&[t], a, 40, &exp);
+    // 20 minutes without progress is not yet a stall; no rotation is never one.
+    let early = silent(&[one("rotating", &f.rotating)], a, 20);
+    let none = silent(&[one("healthy", &f.healthy)], a, 40);
+    assert_eq!(
+        f.healthy
+            .one("kubeadm_certd_ca_rotation_phase", &[("ca", "etcd-ca")])
+            .value,
+        0.0
+    );
+    check(a, vec![fire, early, none]);
+}

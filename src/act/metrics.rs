@@ -36,7 +36,7 @@ impl Counts {
 }
 
 /// What the daemon counts between scans (kept for the life of the process).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Counters {
     /// Certificate renewals.
     pub renewals: Counts,
@@ -55,6 +55,39 @@ pub struct Counters {
     pub cluster: Option<ClusterGauges>,
     /// The Kubernetes side (issue 17): the CSR approver and the API's reachability.
     pub kube: KubeSource,
+    /// CA rotation gauges (issue 20); `None` until a cycle has looked.
+    pub rotation: Option<RotationGauges>,
+}
+
+/// A CA rotation as this node last saw it (issue 20).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RotationGauges {
+    /// The CA (`etcd-ca`).
+    pub ca: String,
+    /// `Phase::code`: 0 none under way, 1 trust-both, 2 reissue, 3 trust-new, 4 reissue-old,
+    /// 5 untrust-new.
+    pub phase: u8,
+    /// Node steps done over node steps in all phases, 0..=1; `None` without a record.
+    pub progress: Option<f64>,
+    /// Last progress (a step or a phase), Unix seconds; `None` without a record.
+    pub last_progress: Option<i64>,
+}
+
+impl RotationGauges {
+    /// The gauges for `ca` from its record (none: no rotation).
+    pub fn of(ca: &str, r: Option<&crate::plan::rotation::Rotation>) -> RotationGauges {
+        let parse = |t: &str| {
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| t.unix_timestamp())
+        };
+        RotationGauges {
+            ca: ca.to_string(),
+            phase: r.map_or(0, |r| r.phase.code()),
+            progress: r.map(|r| r.progress()),
+            last_progress: r.and_then(|r| parse(&r.updated_at)),
+        }
+    }
 }
 
 /// The Kubernetes side's numbers (issue 17), as of when the textfile is rendered.
@@ -386,6 +419,7 @@ pub fn render(scan: &Scan, counters: &Counters, now: OffsetDateTime) -> String {
     if let Some(g) = counters.kube.read() {
         kube_gauges(&mut o, &g, now);
     }
+    rotation_gauges(&mut o, counters.rotation.as_ref());
     o.0
 }
 
@@ -441,6 +475,40 @@ fn kube_gauges(o: &mut Out, g: &KubeGauges, now: OffsetDateTime) {
         .filter(|c| c.is_some_and(|c| now - c > CSR_PENDING_STALE))
         .count();
     o.sample("kubeadm_certd_csr_pending_stale", &[], stale);
+}
+
+/// The rotation gauges: the phase of the etcd CA always (0 until a rotation is seen), its
+/// progress and last progress while a record exists.
+fn rotation_gauges(o: &mut Out, g: Option<&RotationGauges>) {
+    let default = RotationGauges::of("etcd-ca", None);
+    let g = g.unwrap_or(&default);
+    let ca = [("ca", g.ca.as_str())];
+    o.family(
+        "kubeadm_certd_ca_rotation_phase",
+        "gauge",
+        "The CA rotation's phase: 0 none under way, 1 trust-both, 2 reissue, 3 trust-new, 4 reissue-old (abort), 5 untrust-new (abort).",
+    );
+    o.sample("kubeadm_certd_ca_rotation_phase", &ca, g.phase);
+    o.family(
+        "kubeadm_certd_ca_rotation_progress",
+        "gauge",
+        "The CA rotation's progress: node steps done over node steps in all its phases (1 when complete).",
+    );
+    if let Some(p) = g.progress {
+        o.sample("kubeadm_certd_ca_rotation_progress", &ca, format!("{p:.3}"));
+    }
+    o.family(
+        "kubeadm_certd_ca_rotation_last_progress_timestamp_seconds",
+        "gauge",
+        "When the CA rotation last progressed (a node's step or a phase), as a Unix timestamp.",
+    );
+    if let Some(t) = g.last_progress {
+        o.sample(
+            "kubeadm_certd_ca_rotation_last_progress_timestamp_seconds",
+            &ca,
+            t,
+        );
+    }
 }
 
 fn cluster_gauges(o: &mut Out, g: &ClusterGauges) {

@@ -24,6 +24,8 @@ pub mod recover;
 pub mod renew;
 /// Restarting the static pods a renewal affects, with rollback to its backup.
 pub mod restart;
+/// CA rotation (phase 1: the etcd CA): a node's steps, the record, starting and aborting.
+pub mod rotate;
 /// Restarting static pods by parking their manifests.
 pub mod staticpods;
 /// Atomic writes, backups, the lock and the commit journal.

@@ -49,6 +49,33 @@ pub enum ClusterAction {
     Resume,
 }
 
+/// `ca` subcommands (issue 20).
+#[derive(Debug, Clone, Subcommand)]
+pub enum CaAction {
+    /// Rotate a CA across every control-plane node with no downtime (phase 1: etcd-ca). Run
+    /// once on any control-plane node; the daemons carry it out, one node at a time.
+    Rotate {
+        /// The CA: etcd-ca.
+        #[arg(value_parser = ["etcd-ca"])]
+        ca: String,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Use this CA (ca.crt + ca.key) instead of making one, e.g. from an offline root.
+        #[arg(long, value_name = "DIR", conflicts_with = "abort")]
+        ca_dir: Option<PathBuf>,
+        /// Go back to the old CA (possible until trust-new starts).
+        #[arg(long)]
+        abort: bool,
+    },
+    /// The rotation in progress (or the last one): phase, each node's progress, who started it.
+    Status {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -85,6 +112,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: ClusterAction,
+    },
+    /// CA rotation: `ca rotate etcd-ca`, `ca status`.
+    Ca {
+        /// What to do.
+        #[command(subcommand)]
+        action: CaAction,
     },
     /// Show the backup sets, which are kept and why, and their size.
     Backups {

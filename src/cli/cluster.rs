@@ -9,6 +9,16 @@ use serde_json::json;
 
 /// `cluster <action>`.
 pub fn run(ctx: &Ctx, action: &ClusterAction) -> Result<()> {
+    // A single node's rotation halt lives in its own record, not in etcd (issue 20).
+    if matches!(action, ClusterAction::Resume) {
+        if let Some(h) = crate::act::rotate::start::clear_local_halt(&ctx.paths)? {
+            println!(
+                "The CA rotation is halted: halted at {}: {}\nHalt cleared: the rotation goes on at the daemon's next cycle.",
+                h.time, h.reason
+            );
+            return Ok(());
+        }
+    }
     // Whatever the mode, these commands talk to etcd.
     let mut s = ctx.settings.coordination.clone();
     let mode = s.mode;
@@ -18,9 +28,25 @@ pub fn run(ctx: &Ctx, action: &ClusterAction) -> Result<()> {
     match action {
         ClusterAction::Status { output } => {
             let st = coord.status()?;
+            // A rotation in progress (issue 20): one line, or a field in JSON.
+            let rot = coord
+                .rotation(crate::act::rotate::ETCD_CA)
+                .ok()
+                .flatten()
+                .map(|(r, _)| r);
             match output {
-                Output::Text => print!("{}", text(&st, mode)),
-                Output::Json => println!("{}", serde_json::to_string_pretty(&to_json(&st, mode))?),
+                Output::Text => {
+                    print!("{}", text(&st, mode));
+                    println!("{}", rotation_line(rot.as_ref()));
+                }
+                Output::Json => {
+                    let mut v = to_json(&st, mode);
+                    v["caRotation"] = rot.as_ref().map_or(serde_json::Value::Null, |r| {
+                        json!({"id": r.id, "ca": r.ca, "phase": r.phase, "nodes": r.nodes,
+                               "done": r.done.keys().collect::<Vec<_>>(), "progress": r.progress()})
+                    });
+                    println!("{}", serde_json::to_string_pretty(&v)?)
+                }
             }
             Ok(())
         }
@@ -41,6 +67,21 @@ pub fn run(ctx: &Ctx, action: &ClusterAction) -> Result<()> {
                 Ok(())
             }
         },
+    }
+}
+
+fn rotation_line(r: Option<&crate::plan::rotation::Rotation>) -> String {
+    match r {
+        Some(r) if r.phase.active() => format!(
+            "CA rotation: {} rotation {} in {} ({} of {} nodes done); see `kubeadm-certd ca status`",
+            r.ca,
+            r.id,
+            r.phase,
+            r.done.len(),
+            r.nodes.len()
+        ),
+        Some(r) => format!("CA rotation: none in progress (the last, {}, is {})", r.id, r.phase),
+        None => "CA rotation: none".into(),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod args;
 /// Man pages and shell completions generated from the CLI (packaging).
 pub mod assets;
 mod backups;
+mod ca;
 mod check;
 mod cluster;
 mod cluster_config;
@@ -19,7 +20,9 @@ mod recover;
 mod renew;
 mod restart;
 
-pub use args::{Cli, ClusterAction, Command, CsrAction, KubeletClientAction, Output, RenewArgs};
+pub use args::{
+    CaAction, Cli, ClusterAction, Command, CsrAction, KubeletClientAction, Output, RenewArgs,
+};
 
 use crate::context::{now, Ctx};
 use anyhow::Result;
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => renew::install_signed(&ctx, &csr_dir, &names, no_restart, now()),
         Command::Recover => recover::run(&ctx),
         Command::Cluster { action } => cluster::run(&ctx, &action),
+        Command::Ca { action } => ca::run(&ctx, &action, now()),
         Command::Backups { prune } => backups::run(&ctx, prune, now()),
         Command::KubeletServingCerts {
             action,

@@ -14,6 +14,7 @@ pub mod halt;
 pub mod lock;
 mod permit;
 pub mod quorum;
+pub mod rotation;
 pub mod settings;
 
 use anyhow::{anyhow, bail, Context, Result};

@@ -21,6 +21,7 @@ pub struct Fragment {
     check_interval: Option<String>,
     jitter: Option<String>,
     ca_warn_before: Option<String>,
+    ca_validity: Option<String>,
     restart: Option<RestartFragment>,
     kubelet: Option<KubeletFragment>,
     metrics: Option<MetricsFragment>,
@@ -147,6 +148,7 @@ impl Settings {
             ),
             ("checkInterval", f.check_interval, &mut s.check_interval),
             ("caWarnBefore", f.ca_warn_before, &mut s.ca_warn_before),
+            ("caValidity", f.ca_validity, &mut s.ca_validity),
         ];
         for (key, val, slot) in durations {
             if let Some(v) = val {

@@ -85,6 +85,8 @@ pub struct Settings {
     pub jitter: Duration,
     /// Warn when a CA has less than this left.
     pub ca_warn_before: Duration,
+    /// Validity of a CA that `ca rotate` makes (kubeadm's caCertificateValidityPeriod).
+    pub ca_validity: Duration,
     /// Static-pod restarts.
     pub restart: RestartSettings,
     /// Desired kubelet `serverTLSBootstrap`; `None` leaves the file alone.
@@ -127,6 +129,8 @@ impl Default for Settings {
             check_interval: Duration::from_secs(3600),
             jitter: Duration::from_secs(300),
             ca_warn_before: days(365),
+            // kubeadm's CACertificateValidityPeriod: 87600h.
+            ca_validity: days(3650),
             restart: RestartSettings {
                 enabled: true,
                 parking_dir: "/etc/kubernetes/tmp/kubeadm-certd-parked".into(),

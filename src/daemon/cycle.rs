@@ -44,6 +44,10 @@ pub struct CycleReport {
     pub revived: bool,
     /// Restarts left owed this cycle, and why (HA coordination).
     pub owed: Option<String>,
+    /// A CA rotation is under way: look again this soon (issue 20).
+    pub rotation_poll: Option<std::time::Duration>,
+    /// A CA rotation under way, for the STATUS= line.
+    pub rotation_status: Option<String>,
 }
 
 impl CycleReport {
@@ -96,6 +100,8 @@ pub fn run(
         &super::cluster_config::for_cycle(paths, settings, &mut state.conditions, now);
     // The lock is free between cycles: a command may have died mid-write since the last one.
     super::nodelock::recover_left(paths, settings, &mut state.conditions, now, cancel);
+    // Before the scan: a rotation step changes etcd files that the renewal plan then sees.
+    super::rotation::run(paths, settings, state, now, cancel, &mut rep);
     // An upgrade may have rewritten the kubelet config without kubelet.serverTLSBootstrap.
     super::kubelet_drift::reapply(
         paths,
@@ -169,6 +175,9 @@ pub fn run(
     }
     rep.status = status_line(&scan, &plan, settings, now, &rep);
     rep.status.push_str(&guard::status_suffix(&state.counters));
+    if let Some(r) = &rep.rotation_status {
+        rep.status.push_str(r);
+    }
     rep
 }
 

@@ -20,6 +20,8 @@ pub mod kubelet_drift;
 pub mod nodelock;
 /// sd_notify wrapper.
 pub mod notify;
+/// CA rotations: this node's steps, their gauges, how soon to look again.
+pub mod rotation;
 /// What a cycle finds that stands: refusals, unreadable files, CA runway, skipped certs.
 pub mod standing;
 /// Daemon-only configuration checks.
@@ -233,15 +235,16 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
     let next_at = |s: &crate::config::Settings| {
         tokio::time::Instant::now() + s.check_interval + splay(s.jitter)
     };
-    let mut next = next_at(&ctx.settings);
+    let mut next = rotation::next_cycle(next_at(&ctx.settings), Some(&first));
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
                 begin_round(&mut w, &ctx, &mut state, true);
-                if let Some(rep) = run_and_report(&ctx, &mut state, "timer", &cancel).await {
+                let rep = run_and_report(&ctx, &mut state, "timer", &cancel).await;
+                if let Some(rep) = &rep {
                     w.forget_own(&ctx.paths, &rep.own);
                 }
-                next = next_at(&ctx.settings);
+                next = rotation::next_cycle(next_at(&ctx.settings), rep.as_ref());
             }
             _ = w.changed() => {
                 // Collect the burst, then scan once for all of it.

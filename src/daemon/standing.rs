@@ -110,8 +110,14 @@ pub fn runway(scan: &Scan, settings: &Settings, conditions: &mut Conditions, now
         let name = ca.id.name();
         let path = scan.root.host_path(&ca.cert_path).display().to_string();
         if c.not_after - now < settings.ca_warn_before {
+            // Phase 1 of CA rotation (issue 20) covers the etcd CA.
+            let how = if ca.id == crate::pki::table::CaId::EtcdCa {
+                "rotate it with `kubeadm-certd ca rotate etcd-ca` on one control-plane node (no downtime; see the README, Rotating a CA)"
+            } else {
+                "plan a CA rotation (kubeadm-certd rotates only the etcd CA so far; see the README, Rotating a CA)"
+            };
             let text = format!(
-                "the {name} CA expires at {}; leaves cannot outlive it: plan a CA rotation",
+                "the {name} CA expires at {}; leaves cannot outlive it: {how}",
                 rfc3339(c.not_after)
             );
             if conditions.holds(&format!("ca-runway:{name}"), &text, now) {

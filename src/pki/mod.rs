@@ -1,5 +1,7 @@
 //! Certificates and keys, as kubeadm lays them out.
 
+/// A new CA for a rotation, as kubeadm makes one; checks of an operator's own CA.
+pub mod ca;
 /// PKCS#10 requests of CertificateSigningRequests: subject, SANs, key, self-signature.
 pub mod csr_request;
 /// External-CA detection, as kubeadm does it.
@@ -18,5 +20,7 @@ pub mod kubelet_client;
 pub mod material;
 /// The public half of a private key, read from its DER (no key-pair validation).
 pub mod pubkey;
+/// Sealing a new CA key with a key derived from the old one (its trip through etcd).
+pub mod seal;
 /// kubeadm's certificate handlers.
 pub mod table;

@@ -14,6 +14,8 @@ pub mod kubelet_client;
 pub mod report;
 /// Which static pods a renewal affects, read from the manifests.
 pub mod restarts;
+/// CA rotation: the record, its phases, what each phase asks of a node.
+pub mod rotation;
 /// Reading the node's certificates into one snapshot.
 pub mod scan;
 

@@ -67,6 +67,23 @@ impl Node {
         Textfile::parse(&std::fs::read_to_string(&out_path).unwrap())
     }
 
+    /// `kubeadm-certd ca rotate etcd-ca` (a single node: the record goes to stateDir).
+    pub fn ca_rotate(&self) {
+        let cfg = self.root().join("certd.yaml");
+        std::fs::write(&cfg, "").unwrap();
+        let out = Command::new(BIN)
+            .args(["--root", self.root().to_str().unwrap()])
+            .args(["--config", cfg.to_str().unwrap(), "ca", "rotate", "etcd-ca"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ca rotate: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn run_once_with(&self, config: &str, read_only_pki: bool) -> Textfile {
         let cfg = self.root().join("certd.yaml");
         std::fs::write(&cfg, format!("{config}metrics:\n  textfile: {TEXTFILE}\n")).unwrap();
@@ -143,6 +160,9 @@ pub struct Fleet {
     /// The daemon (not `--once`) on a control-plane node whose admin.conf points at an API
     /// that does not answer (127.0.0.1:6443): the approver's series, API unreachable.
     pub approver: Textfile,
+    /// A single node after `ca rotate etcd-ca`, whose daemon cannot carry it out (restarts
+    /// are off): the rotation gauges of a rotation in trust-both that makes no progress.
+    pub rotating: Textfile,
 }
 
 impl Fleet {
@@ -167,6 +187,7 @@ impl Fleet {
             ("clock-behind", &self.clock_behind),
             ("coordinated", &self.coordinated),
             ("approver", &self.approver),
+            ("rotating", &self.rotating),
         ]
     }
 
@@ -237,8 +258,12 @@ impl Fleet {
         let approver = Node::build(|s| s.leaf_left = days(200)).run_daemon(&format!(
             "{NO_RESTART}checkInterval: 1s\njitter: 0s\napprover:\n  mode: on\n"
         ));
+        let rot = Node::build(|s| s.leaf_left = days(200));
+        rot.ca_rotate();
+        let rotating = rot.run_once(NO_RESTART);
         Fleet {
             approver,
+            rotating,
             healthy,
             renewed,
             expiring,

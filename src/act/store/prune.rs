@@ -70,6 +70,12 @@ pub fn needed(paths: &NodePaths, sets: &[PathBuf]) -> BTreeMap<String, String> {
             );
         }
     }
+    // The old CA of a rotation (issue 20): how an abort, or an operator, gets it back.
+    for d in sets {
+        if let (Some(m), Some(n)) = (crate::act::rotate::material::marker(d), name(d)) {
+            out.insert(n, m.note);
+        }
+    }
     for h in &HANDLERS {
         let Location::Pki(base) = h.location else {
             continue;

@@ -1,0 +1,133 @@
+//! CA rotation, phase 1: the etcd CA (issue 20). `ca rotate etcd-ca` records a rotation (in
+//! etcd on an HA control plane, in stateDir on a single node) with the new CA, its key sealed
+//! with the old one; each control-plane node's daemon then carries out its step of each phase
+//! (see `plan::rotation` for the phases and why they keep quorum).
+//!
+//! At idle this costs nothing on a single node (no etcd request: the record is a local file)
+//! and one GET per cycle on an HA node.
+
+/// The two CAs as this node holds them; the kept backup set of the old one.
+pub mod material;
+/// One node's steps: lock, files, restarts, progress.
+pub mod run;
+/// The HA and the single-node side of a step.
+mod side;
+/// Starting, aborting and reading a rotation (the CLI's side).
+pub mod start;
+/// One node's step of a phase: prepare and commit the files.
+pub mod step;
+/// Where the record lives: etcd, or stateDir.
+pub mod store;
+
+use crate::act::cancel::Cancel;
+use crate::act::restart::Progress;
+use crate::cluster::settings::Mode;
+use crate::config::Settings;
+use crate::node::NodePaths;
+use run::Report;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+/// The CA phase 1 rotates.
+pub const ETCD_CA: &str = "etcd-ca";
+
+/// When this process last asked etcd for its membership because nothing on disk said the
+/// cluster has more than one member (see [`might_be_ha`]).
+static MEMBERSHIP_ASKED: Mutex<Option<Instant>> = Mutex::new(None);
+/// How often a node that looks single asks again.
+const MEMBERSHIP_RECHECK: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether this node may be part of an HA control plane, from what it knows without asking
+/// etcd: `coordination.mode`, the etcd manifest's `--initial-cluster`, the member count last
+/// seen. A node that looks single asks etcd once per process and then once a day (the first
+/// control-plane node's manifest names only itself), so a single node adds no etcd traffic
+/// at idle.
+fn might_be_ha(paths: &NodePaths, settings: &Settings, stop: &crate::cluster::StopFn) -> bool {
+    use crate::cluster::endpoints;
+    match settings.coordination.mode {
+        Mode::None => false,
+        Mode::Etcd => true,
+        Mode::Auto => {
+            let view = endpoints::local_view(paths);
+            if endpoints::auto_offline(&view, endpoints::last_seen(paths))
+                || !settings.coordination.etcd.endpoints.is_empty()
+            {
+                return true;
+            }
+            let due = MEMBERSHIP_ASKED
+                .lock()
+                .map(|mut g| {
+                    let due = g.is_none_or(|t| t.elapsed() >= MEMBERSHIP_RECHECK);
+                    if due {
+                        *g = Some(Instant::now());
+                    }
+                    due
+                })
+                .unwrap_or(false);
+            // Connecting records the member count seen (etcd-members.json).
+            due && matches!(
+                crate::cluster::Coordinator::connect_with(
+                    paths,
+                    &settings.coordination,
+                    stop.clone()
+                ),
+                Ok(Some(_))
+            )
+        }
+    }
+}
+
+/// The daemon's hook, once per cycle: carry out this node's due rotation steps, if any.
+pub fn tick(
+    paths: &NodePaths,
+    settings: &Settings,
+    cancel: &Cancel,
+    clock: &dyn Fn() -> OffsetDateTime,
+    progress: &dyn Fn(Progress),
+) -> Report {
+    if store::LocalStore::active(paths) {
+        return run::run_local(paths, settings, cancel, clock);
+    }
+    let c = cancel.clone();
+    let stop: crate::cluster::StopFn = std::sync::Arc::new(move || c.is_cancelled());
+    if !might_be_ha(paths, settings, &stop) {
+        return Report {
+            seen: true,
+            ..Report::default()
+        };
+    }
+    match crate::cluster::rotation::peek(paths, &settings.coordination, ETCD_CA, &*stop) {
+        Ok(None) => Report {
+            seen: true,
+            ..Report::default()
+        },
+        Ok(Some(r)) if !r.phase.active() => Report {
+            seen: true,
+            record: Some(r),
+            ..Report::default()
+        },
+        Ok(Some(_)) => {
+            match crate::cluster::Coordinator::connect_with(paths, &settings.coordination, stop) {
+                Ok(Some(coord)) => {
+                    run::run_ha(&coord, paths, settings, ETCD_CA, cancel, clock, progress)
+                }
+                Ok(None) => Report {
+                    seen: true,
+                    blocked: Some(
+                        "a rotation record stands in etcd, but this node does not coordinate (coordination.mode, or a single etcd member): it cannot take part".into(),
+                    ),
+                    ..Report::default()
+                },
+                Err(e) => {
+                    tracing::debug!("connecting to etcd for the rotation: {e:#}");
+                    Report::default()
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!("reading the rotation record: {e:#}");
+            Report::default()
+        }
+    }
+}
