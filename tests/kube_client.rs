@@ -54,7 +54,7 @@ async fn kube_clients_own_retries_are_off() {
     let r = k.list_csrs().await;
     // With kube-client's default_retry, this 503 would be retried inside the client and the
     // list would succeed.
-    let e = r.err().expect("the 503 reached the caller");
+    let e = r.expect_err("the 503 reached the caller");
     assert_eq!(e.code(), Some(503), "{e}");
     assert!(e.transient());
     assert_eq!(c.api.requests().len(), 1);
