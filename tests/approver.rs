@@ -539,3 +539,61 @@ fn metrics_count_decisions_stale_csrs_and_reachability() {
         "{text}"
     );
 }
+
+#[test]
+fn two_control_plane_daemons_decide_each_csr_once_without_errors() {
+    let c = Cluster::new(300);
+    // cp2: the same cluster CA (its admin.conf is trusted by the stand-in), its own root.
+    let cp2 = tempfile::tempdir().unwrap();
+    let mut spec =
+        kubeadm_certd::testkit::nodebuilder::NodeSpec::new(time::OffsetDateTime::now_utc());
+    spec.key = kubeadm_certd::pki::inspect::KeyAlg::EcP256;
+    spec.leaf_left = Duration::from_secs(300 * 86_400);
+    spec.node_name = "cp2".into();
+    spec.shared_cas = Some(c.root().to_path_buf());
+    kubeadm_certd::testkit::nodebuilder::build(cp2.path(), &spec).unwrap();
+    c.api
+        .point_kubeconfig(&cp2.path().join(support::kube::ADMIN_CONF))
+        .unwrap();
+    let cfg2 = support::daemon_node::config(cp2.path(), APPROVER_ON);
+    let mut d1 = Proc::daemon(&c, APPROVER_ON);
+    let mut d2 = Proc::start(cp2.path(), Some(&cfg2), &["run"]);
+    assert!(c.api.wait_watches(2, DECIDE), "{}\n{}", d1.log(), d2.log());
+    let names: Vec<String> = (0..10).map(|i| format!("csr-{i}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        c.good_csr(n, if i % 2 == 0 { "w1" } else { "w2" });
+    }
+    for n in &names {
+        assert!(c.wait_decided(n, DECIDE).is_some(), "{n}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    d1.term();
+    d2.term();
+    for n in &names {
+        let conds = c.conditions(n);
+        assert_eq!(conds.len(), 1, "{n}: {conds:?}");
+        assert_eq!(conds[0]["type"], "Approved");
+    }
+    let approved =
+        d1.with_id(logging::MSG_CSR_APPROVED).len() + d2.with_id(logging::MSG_CSR_APPROVED).len();
+    assert_eq!(
+        approved, 10,
+        "each CSR logged as approved by the daemon whose write landed"
+    );
+    for d in [&d1, &d2] {
+        assert!(
+            d.with_id(logging::MSG_APPROVER_FAILED).is_empty(),
+            "{}",
+            d.log()
+        );
+    }
+    let ok = c.writes().iter().filter(|w| w.status == 200).count();
+    assert_eq!(ok, 10, "one successful approval per CSR");
+    eprintln!(
+        "cp1 approved {}, cp2 {}; {} approval writes met a 409",
+        d1.with_id(logging::MSG_CSR_APPROVED).len(),
+        d2.with_id(logging::MSG_CSR_APPROVED).len(),
+        c.writes().iter().filter(|w| w.status == 409).count()
+    );
+    only_approval_writes(&c);
+}
