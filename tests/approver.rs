@@ -597,3 +597,29 @@ fn two_control_plane_daemons_decide_each_csr_once_without_errors() {
     );
     only_approval_writes(&c);
 }
+
+#[test]
+fn a_watch_the_server_keeps_ending_at_once_is_reopened_with_backoff_not_in_a_loop() {
+    let c = Cluster::new(300);
+    let mut d = Proc::daemon(&c, APPROVER_ON);
+    assert!(c.api.wait_watches(1, DECIDE), "{}", d.log());
+    let w0 = watches(&c);
+    // A proxy that cuts every watch at once, for 4 s.
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end {
+        c.api.close_watches();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reopened = watches(&c) - w0;
+    // Backoff 1 s, 2 s, 4 s (+ up to 25 %): at most 3 in 4 s; at full speed it would be ~200.
+    assert!((1..=4).contains(&reopened), "{reopened} watches in 4 s");
+    // Once the watches stay open, it works as before.
+    assert!(
+        c.api.wait_watches(1, Duration::from_secs(15)),
+        "{}",
+        d.log()
+    );
+    c.good_csr("csr-after", "w1");
+    assert!(c.wait_decided("csr-after", DECIDE).is_some(), "{}", d.log());
+    d.term();
+}
