@@ -9,7 +9,9 @@
 //! assigning them), so cp1 asking for 127.0.0.1 is attested and asking for 127.0.0.9 is not.
 
 use kubeadm_certd::pki::inspect::KeyAlg;
-use kubeadm_certd::testkit::apiserver::{kubelet_serving_csr, ApiServer, CsrSpec, Options};
+use kubeadm_certd::testkit::apiserver::{
+    kubelet_serving_csr, ApiServer, CsrSpec, Options, Recorded,
+};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -269,3 +271,73 @@ impl Drop for Proc {
 /// asked, the approver on.
 pub const APPROVER_ON: &str =
     "restart:\n  enabled: false\nmetrics:\n  textfile: \"\"\ncheckInterval: 1h\njitter: 0s\napprover:\n  mode: on\n";
+
+/// The requests and writes the approver tests look at.
+pub fn approval(name: &str) -> String {
+    format!("{CSRS}/{name}/approval")
+}
+
+/// The requests about one CSR (its object and its subresources), in order.
+pub fn about(c: &Cluster, name: &str) -> Vec<Recorded> {
+    let obj = format!("{CSRS}/{name}");
+    c.api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path_only() == obj || r.path_only().starts_with(&format!("{obj}/")))
+        .collect()
+}
+
+pub fn calls(rs: &[Recorded]) -> Vec<String> {
+    rs.iter()
+        .map(|r| {
+            let sub = if r.path_only().ends_with("/approval") {
+                " approval"
+            } else {
+                ""
+            };
+            format!("{}{sub} {}", r.method, r.status)
+        })
+        .collect()
+}
+
+/// Every write the server saw was a PUT on a kubelet-serving CSR's /approval, by admin.conf's
+/// user, carrying the CSR's spec unchanged.
+pub fn only_approval_writes(c: &Cluster) {
+    for w in c.writes() {
+        assert!(
+            w.method == "PUT"
+                && w.path_only().starts_with(CSRS)
+                && w.path_only().ends_with("/approval"),
+            "a write other than an approval: {} {}",
+            w.method,
+            w.path
+        );
+        assert_eq!(w.user.as_deref(), Some("kubernetes-admin"));
+        let body: serde_json::Value = serde_json::from_str(&w.body).unwrap();
+        let name = body["metadata"]["name"].as_str().unwrap();
+        let stored = c.api.csr(name).unwrap();
+        assert_eq!(body["spec"]["signerName"], "kubernetes.io/kubelet-serving");
+        assert_eq!(
+            body["spec"]["request"], stored["spec"]["request"],
+            "{name}: spec.request changed"
+        );
+        assert_eq!(body["spec"]["username"], stored["spec"]["username"]);
+    }
+}
+
+/// The number of list (not watch) requests for CSRs so far.
+pub fn lists(c: &Cluster) -> usize {
+    c.api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path_only() == CSRS && !r.path.contains("watch="))
+        .count()
+}
+
+pub fn watches(c: &Cluster) -> usize {
+    c.api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path_only() == CSRS && r.path.contains("watch="))
+        .count()
+}
