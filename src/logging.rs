@@ -110,17 +110,20 @@ pub fn init(verbose: bool) {
     } else {
         LevelFilter::INFO
     };
-    // kube-client's HTTP trace layer logs every failed request at error level ("failed with
-    // error client error (Connect)", kube-client 5 `client/builder.rs`): while the API is down
-    // that would be one line per retry. kube/ reports each failure itself, typed and once.
-    let targets = tracing_subscriber::filter::Targets::new()
+    // kube-client logs every failed request itself, at ERROR, with Debug formatting in
+    // places (kube-client 5 src/client/builder.rs `on_failure`, src/client/mod.rs): the
+    // API client classifies its errors and logs a standing condition once (`kube::stats`),
+    // so kube's own lines would repeat it at every retry.
+    let quiet = tracing_subscriber::filter::Targets::new()
         .with_default(level)
-        .with_target("kube_client::client::builder", LevelFilter::OFF);
+        .with_target("kube_client", LevelFilter::OFF)
+        .with_target("kube_core", LevelFilter::OFF)
+        .with_target("tower_http", LevelFilter::OFF);
     let filter: Box<dyn Layer<Registry> + Send + Sync> = match std::env::var_os("KUBEADM_CERTD_LOG")
         .map(|_| EnvFilter::try_from_env("KUBEADM_CERTD_LOG"))
     {
         Some(Ok(f)) => f.boxed(),
-        _ => targets.boxed(),
+        _ => quiet.boxed(),
     };
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(layer) = tracing_journald::layer() {

@@ -296,6 +296,14 @@ fn a_kubelet_config_rewritten_again_and_again_is_restored_at_most_max_per_day() 
 fn joined_control_plane_without_super_admin_conf_logs_nothing_about_it() {
     let node = Node::new(|s| s.super_admin = false);
     assert!(!node.root().join("etc/kubernetes/super-admin.conf").exists());
+    // A healthy cluster answers on admin.conf's server: the approver (approver.mode: auto on
+    // a node holding admin.conf) finds the stand-in API server there, not a dead port.
+    let api = kubeadm_certd::testkit::apiserver::ApiServer::start(
+        kubeadm_certd::testkit::apiserver::Options::for_node(&node.root()).unwrap(),
+    )
+    .unwrap();
+    api.point_kubeconfig(&node.root().join("etc/kubernetes/admin.conf"))
+        .unwrap();
     let daemon = node.start("checkInterval: 2s\njitter: 0s\nrestart:\n  enabled: false\n");
     assert!(
         wait_for(Duration::from_secs(30), || node.cycles() >= 3),

@@ -8,8 +8,8 @@ use crate::context::{approver_env, cancel_on_signals, Ctx};
 use crate::kube::approver::decide::{approve_message, failure_line, write, Kind, Written};
 use crate::kube::approver::{gather, Facts};
 use crate::kube::client::Kube;
-use crate::kube::views::{csr_view, state};
-use crate::plan::approve::{self as rules, Verdict};
+use crate::kube::views::{csr_view, is_pending, state};
+use crate::plan::approve::{self as rules, Rule, Verdict};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -79,8 +79,19 @@ fn sans(v: &Verdict) -> Vec<String> {
     })
 }
 
-/// `approvable`, or the first failed rule and its value.
-fn summary(v: &Verdict) -> String {
+/// `approvable`, or the first failed rule and its value. For a CSR already decided, rule (a)
+/// says only that; what the other rules say shows whether our rules would have approved it.
+fn summary(csr: &crate::kube::client::Csr, v: &Verdict) -> String {
+    if !is_pending(&csr_view(csr)) {
+        return match v
+            .checks
+            .iter()
+            .find(|(r, o)| *r != Rule::Signer && o.is_fail())
+        {
+            Some((r, o)) => format!("decided; would fail {}", failure_line(*r, o.message())),
+            None => "decided; the other rules pass".into(),
+        };
+    }
     if v.approvable() {
         return "approvable".into();
     }
@@ -130,7 +141,7 @@ async fn list(ctx: &Ctx, kube: &Kube, output: Output) -> Result<()> {
                 v.username.clone(),
                 state(&v),
                 sans(&r.verdict).join(","),
-                summary(&r.verdict),
+                summary(&r.csr, &r.verdict),
             ]
         })
         .collect();
@@ -179,8 +190,21 @@ async fn approve(ctx: &Ctx, kube: &Kube, names: &[String]) -> Result<()> {
             continue;
         };
         let v = csr_view(&r.csr);
+        // Approved already (by us, another approver, kubectl): what was asked holds.
+        if v.approved && !v.denied {
+            println!("{name} is already decided: {}", state(&v));
+            continue;
+        }
+        if !is_pending(&v) {
+            println!(
+                "refused {name}: it is already {}, and a decided CSR cannot be approved",
+                state(&v)
+            );
+            refused += 1;
+            continue;
+        }
         if !r.verdict.approvable() {
-            println!("refused {name}: {}", summary(&r.verdict));
+            println!("refused {name}: {}", summary(&r.csr, &r.verdict));
             refused += 1;
             continue;
         }

@@ -109,7 +109,7 @@ impl KubeError {
             },
             other => KubeError::Unreachable {
                 url: url.to_string(),
-                why: one_line(&chain(&other)),
+                why: without_wrappers(&one_line(&chain(&other))),
             },
         }
     }
@@ -128,6 +128,14 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The cause without the layers' own names: kube-client's `ServiceError: ` and
+/// hyper-util's `client error (Connect): ` say nothing an operator can use, the
+/// `tcp connect error: Connection refused (os error 111)` after them does.
+fn without_wrappers(s: &str) -> String {
+    let s = s.strip_prefix("ServiceError: ").unwrap_or(s);
+    s.replacen("client error (Connect): ", "", 1)
 }
 
 fn one_line(s: &str) -> String {

@@ -163,6 +163,10 @@ pub struct Fleet {
     /// A single node after `ca rotate etcd-ca`, whose daemon cannot carry it out (restarts
     /// are off): the rotation gauges of a rotation in trust-both that makes no progress.
     pub rotating: Textfile,
+    /// The daemon with the approver on, against the stand-in kube-apiserver, with one CSR
+    /// that fails rule (f) (left pending): `[0]` just created, `[1]` the same CSR 6 minutes
+    /// old (backdated in the stand-in), `[2]` after someone else approved it.
+    pub csr: [Textfile; 3],
 }
 
 impl Fleet {
@@ -188,6 +192,9 @@ impl Fleet {
             ("coordinated", &self.coordinated),
             ("approver", &self.approver),
             ("rotating", &self.rotating),
+            ("csr-fresh", &self.csr[0]),
+            ("csr-stale", &self.csr[1]),
+            ("csr-decided", &self.csr[2]),
         ]
     }
 
@@ -261,9 +268,11 @@ impl Fleet {
         let rot = Node::build(|s| s.leaf_left = days(200));
         rot.ca_rotate();
         let rotating = rot.run_once(NO_RESTART);
+        let csr = csr_snapshots();
         Fleet {
             approver,
             rotating,
+            csr,
             healthy,
             renewed,
             expiring,
@@ -294,4 +303,68 @@ fn free_ports() -> Ports {
         controller_manager: p[4],
         scheduler: p[5],
     }
+}
+
+/// See [`Fleet::csr`]: the REAL daemon's textfiles against the stand-in API server (loopback).
+fn csr_snapshots() -> [Textfile; 3] {
+    use kubeadm_certd::testkit::apiserver::{kubelet_serving_csr, ApiServer, CsrSpec, Options};
+    let n = Node::build(|s| s.leaf_left = Duration::from_secs(200 * DAY));
+    let api = ApiServer::start(Options::for_node(n.root()).unwrap()).unwrap();
+    api.point_kubeconfig(&n.root().join("etc/kubernetes/admin.conf"))
+        .unwrap();
+    api.add_node("w1", &[("InternalIP", "127.0.0.2")]);
+    api.add_node("w2", &[("InternalIP", "127.0.0.3")]);
+    // w2 asks for w1's address.
+    let pem = kubelet_serving_csr(
+        "system:node:w2",
+        &["system:nodes"],
+        &["w2"],
+        &["127.0.0.2"],
+        KeyAlg::EcP256,
+    )
+    .unwrap();
+    api.create_csr("csr-steal", CsrSpec::kubelet_serving("w2", pem));
+    let cfg = n.root().join("certd.yaml");
+    std::fs::write(
+        &cfg,
+        format!("{NO_RESTART}checkInterval: 1s\njitter: 0s\napprover:\n  mode: on\nmetrics:\n  textfile: {TEXTFILE}\n"),
+    )
+    .unwrap();
+    let out_path: PathBuf = n.root().join(TEXTFILE.trim_start_matches('/'));
+    std::fs::create_dir_all(out_path.parent().unwrap()).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--root", n.root().to_str().unwrap()])
+        .args(["--config", cfg.to_str().unwrap(), "run"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait = |want: &[&str]| -> Textfile {
+        let end = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+            if want.iter().all(|w| text.lines().any(|l| l == *w)) {
+                return Textfile::parse(&text);
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "the textfile never had {want:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let fresh = wait(&[
+        "kubeadm_certd_api_reachable 1",
+        "kubeadm_certd_csr_denied_total{rule=\"ip-sans\",action=\"left_pending\"} 1",
+        "kubeadm_certd_csr_pending_stale 0",
+    ]);
+    assert!(api.backdate_csr("csr-steal", Duration::from_secs(360)));
+    let stale = wait(&["kubeadm_certd_csr_pending_stale 1"]);
+    api.set_condition("csr-steal", "Approved", "KubectlApprove", "by hand")
+        .unwrap();
+    let decided = wait(&["kubeadm_certd_csr_pending_stale 0"]);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    [fresh, stale, decided]
 }

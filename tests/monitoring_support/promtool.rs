@@ -223,6 +223,9 @@ fn render(template: &str, labels: &BTreeMap<String, String>, value: f64) -> Stri
         let action = rest[open + 2..close].trim();
         if let Some(l) = action.strip_prefix("$labels.") {
             out.push_str(labels.get(l).unwrap_or_else(|| panic!("no label {l}")));
+        } else if action == "$value" {
+            // Go's %v of a float64: shortest form, no ".0" on whole numbers (as Rust's {}).
+            out.push_str(&value.to_string());
         } else if action == "$value | humanizeDuration" {
             out.push_str(&humanize_duration(value));
         } else {

@@ -3,4 +3,5 @@
 
 pub mod daemon_node;
 pub mod etcd;
+pub mod kube;
 pub mod openssl_node;

@@ -1,9 +1,12 @@
 //! `demo`: the main job on a throwaway node. It builds a kubeadm-shaped node whose
 //! certificates expire in 3 days, starts a stand-in kubelet that runs stand-in control-plane
-//! components, shows check-expiration, enables serverTLSBootstrap (showing the diff), runs one
-//! daemon cycle (`run --once`: renew what is due, restart what uses it, verified), and shows
-//! check-expiration again.
+//! components and a stand-in API server for the cluster side, shows check-expiration, enables
+//! serverTLSBootstrap (the node file and the cluster's kubelet-config ConfigMap, showing the
+//! diffs), has the kubelets ask for serving certificates, runs the daemon until its first
+//! cycle is done (renew what is due, restart what uses it, verified; approve the good CSR,
+//! leave the bad one pending), then shows `csr list` and check-expiration again.
 
+mod cluster;
 mod kubelet;
 
 use crate::act::staticpods::probe::probe;
@@ -31,6 +34,55 @@ fn step(exe: &Path, root: &Path, args: &[&str]) -> Result<()> {
         .status()?;
     if !st.success() {
         bail!("demo step `{}` failed", args.join(" "));
+    }
+    Ok(())
+}
+
+/// `run`, the daemon, until its first cycle is done (READY=1 on its notify socket) and the
+/// good CSR is decided; then SIGTERM, as `systemctl stop` would.
+fn daemon_step(exe: &Path, root: &Path, api: &cluster::DemoCluster, good: &str) -> Result<()> {
+    use std::os::unix::net::UnixDatagram;
+    println!("\n$ kubeadm-certd --root {} run", root.display());
+    let sock_path = root.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).context("binding the demo's notify socket")?;
+    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut child = Command::new(exe)
+        .arg("--root")
+        .arg(root)
+        .arg("run")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut buf = [0u8; 4096];
+    let mut ready = false;
+    while !ready && Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            ready = String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1");
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            bail!("the daemon exited early ({st})");
+        }
+    }
+    let decided = ready && api.wait_decided(good, Duration::from_secs(10));
+    // Its log lines are written before the CSR shows the decision; let them reach the terminal.
+    std::thread::sleep(Duration::from_millis(200));
+    println!("(stopping the daemon: SIGTERM)");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0)),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let st = child.wait()?;
+    let _ = std::fs::remove_file(&sock_path);
+    if !ready {
+        bail!("the daemon's first cycle did not finish within 2 minutes");
+    }
+    if !decided {
+        bail!("the daemon did not decide CSR {good} within 10 s");
+    }
+    if !st.success() {
+        bail!("the daemon exited with {st}");
     }
     Ok(())
 }
@@ -91,6 +143,12 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
     println!("stand-in etcd, kube-apiserver, kube-controller-manager and kube-scheduler.");
     let kubelet = kubelet::DemoKubelet::start(root.join("etc/kubernetes/manifests"));
     wait_healthy(&root.join("etc/kubernetes/manifests"))?;
+    let api = cluster::DemoCluster::start(&root)?;
+    println!(
+        "The cluster side is a stand-in API server at {}: Nodes cp1 (this node,",
+        api.url()
+    );
+    println!("127.0.0.1) and w1 (127.0.0.2), and kubeadm's kubelet-config ConfigMap.");
     let result = (|| -> Result<()> {
         step(&exe, &root, &["check-expiration"])?;
         step(
@@ -98,9 +156,15 @@ pub fn run(keep: Option<&Path>) -> Result<()> {
             &root,
             &["kubelet-serving-certs", "enable", "--no-restart"],
         )?;
-        step(&exe, &root, &["run", "--once"])?;
+        let (good, bad) = api.kubelets_ask()?;
+        println!("\nWith serverTLSBootstrap on, cp1's kubelet asks for its serving certificate");
+        println!("(CSR {good}: cp1, 127.0.0.1); w1's kubelet asks for one naming cp1's address");
+        println!("(CSR {bad}: w1, 127.0.0.1). The daemon renews, restarts, and decides both:");
+        daemon_step(&exe, &root, &api, &good)?;
+        step(&exe, &root, &["csr", "list"])?;
         step(&exe, &root, &["check-expiration"])
     })();
+    drop(api);
     drop(kubelet);
     if keep.is_none() {
         let _ = std::fs::remove_dir_all(&root);

@@ -22,7 +22,7 @@ use crate::plan::approve as rules;
 use decide::{approve_message, deny_message, failure_line, write, Kind, Written};
 use futures::StreamExt;
 use kube::api::WatchEvent;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 /// The server ends each watch after this (the real apiserver caps it at 5-10 min anyway).
@@ -32,6 +32,10 @@ const WATCH_IDLE: Duration = Duration::from_secs(330);
 /// Pending CSRs that failed a rule are looked at again this often (their Node may have
 /// registered since; a write that failed is retried).
 const RECHECK: Duration = Duration::from_secs(30);
+/// A watch that ends sooner than this without an event did not really work (a proxy that
+/// closes at once, a server answering garbage): the next attempt waits its backoff, so that
+/// the approver never spins on list and watch.
+const WATCH_HEALTHY: Duration = Duration::from_secs(10);
 
 /// The approver's state between events.
 struct Approver {
@@ -46,6 +50,10 @@ struct Approver {
     reported: HashMap<String, String>,
     /// Whether the flood guard is holding (warned once per spell).
     flooded: bool,
+    /// UIDs of the CSRs this approver decided. Conditions are never removed, so a later
+    /// event showing one of them pending is older than our own write (the watch lagging
+    /// behind it): deciding it again would only earn a 409.
+    decided: HashSet<String>,
 }
 
 /// Run the approver until the task is dropped or a stop is requested.
@@ -60,7 +68,10 @@ pub async fn run(kube: Kube, env: Env, stats: Shared) {
         pending: BTreeMap::new(),
         reported: HashMap::new(),
         flooded: false,
+        decided: HashSet::new(),
     };
+    // Reset only by a watch that worked (see `watch`): a list that succeeds while every
+    // watch fails must not bring the retries back to full speed.
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut listed = false;
     while !a.kube.cancel().is_cancelled() {
@@ -77,7 +88,6 @@ pub async fn run(kube: Kube, env: Env, stats: Shared) {
                 continue;
             }
         };
-        backoff.reset();
         if !std::mem::replace(&mut listed, true) {
             tracing::info!(
                 MESSAGE_ID = logging::MSG_APPROVER_STATE,
@@ -88,6 +98,12 @@ pub async fn run(kube: Kube, env: Env, stats: Shared) {
             );
         }
         a.pending.clear();
+        let uids: HashSet<String> = list
+            .items
+            .iter()
+            .filter_map(|c| c.metadata.uid.clone())
+            .collect();
+        a.decided.retain(|u| uids.contains(u));
         for c in list.items {
             a.upsert(c);
         }
@@ -104,6 +120,8 @@ impl Approver {
     /// list again (410, an error), false when stopped.
     async fn watch(&mut self, mut rv: String, backoff: &mut Backoff) -> bool {
         loop {
+            let opened = tokio::time::Instant::now();
+            let mut events = 0usize;
             let stream = self.kube.watch_csrs(&rv, WATCH_TIMEOUT_SECS).await;
             self.stats.note(self.kube.url(), &stream);
             let stream = match stream {
@@ -125,9 +143,11 @@ impl Approver {
             loop {
                 tokio::select! {
                     ev = tokio::time::timeout(WATCH_IDLE, stream.next()) => match ev {
-                        // Idle too long, or closed by the server: reopen from rv.
+                        // Idle too long, or ended by the server: at its timeoutSeconds, or
+                        // because it went away (kube-client ends the stream without an
+                        // error when the connection closes). Reopen from rv.
                         Err(_) | Ok(None) => break,
-                        Ok(Some(Ok(ev))) => match ev {
+                        Ok(Some(Ok(ev))) => { events += 1; match ev {
                             WatchEvent::Added(c) | WatchEvent::Modified(c) => {
                                 rv = c.metadata.resource_version.clone().unwrap_or(rv);
                                 let name = c.metadata.name.clone().unwrap_or_default();
@@ -139,6 +159,9 @@ impl Approver {
                             }
                             WatchEvent::Deleted(c) => {
                                 rv = c.metadata.resource_version.clone().unwrap_or(rv);
+                                if let Some(uid) = &c.metadata.uid {
+                                    self.decided.remove(uid);
+                                }
                                 let name = c.metadata.name.unwrap_or_default();
                                 self.pending.remove(&name);
                                 self.reported.remove(&name);
@@ -148,13 +171,13 @@ impl Approver {
                             // 410 Gone (or any error event): list again.
                             WatchEvent::Error(s) => {
                                 tracing::debug!("watch of kubelet-serving CSRs ended: HTTP {} {}", s.code, s.message);
-                                return true;
+                                return self.pause_unless_healthy(opened, events - 1, backoff).await;
                             }
-                        },
+                        }},
                         Ok(Some(Err(e))) => {
                             let e = KubeError::from_kube(e, "watching kubelet-serving CSRs", self.kube.url());
                             tracing::debug!("{e}");
-                            return true;
+                            return self.pause_unless_healthy(opened, events, backoff).await;
                         }
                     },
                     _ = recheck.tick() => self.pass(None).await,
@@ -163,14 +186,36 @@ impl Approver {
                     return false;
                 }
             }
-            backoff.reset();
+            if !self.pause_unless_healthy(opened, events, backoff).await {
+                return false;
+            }
         }
+    }
+
+    /// After a watch ended: reset the backoff when it worked (it delivered an event or
+    /// lasted [`WATCH_HEALTHY`]), else wait the next delay. False when stopped meanwhile.
+    async fn pause_unless_healthy(
+        &self,
+        opened: tokio::time::Instant,
+        events: usize,
+        backoff: &mut Backoff,
+    ) -> bool {
+        if events > 0 || opened.elapsed() >= WATCH_HEALTHY {
+            backoff.reset();
+            return true;
+        }
+        sleep(backoff.next_delay(), self.kube.cancel()).await
     }
 
     /// Take in a CSR from a list or an event; true when it is pending (worth deciding).
     fn upsert(&mut self, c: Csr) -> bool {
         let name = c.metadata.name.clone().unwrap_or_default();
-        if c.spec.signer_name != KUBELET_SERVING || !is_pending(&csr_view(&c)) {
+        let ours = c
+            .metadata
+            .uid
+            .as_ref()
+            .is_some_and(|u| self.decided.contains(u));
+        if c.spec.signer_name != KUBELET_SERVING || !is_pending(&csr_view(&c)) || ours {
             self.pending.remove(&name);
             self.reported.remove(&name);
             return false;
@@ -214,7 +259,9 @@ impl Approver {
             }
             return;
         }
-        if std::mem::take(&mut self.flooded) {
+        // The end of a flood decides every pending CSR, not only the one that arrived.
+        let ended = std::mem::take(&mut self.flooded);
+        if ended {
             tracing::info!(
                 MESSAGE_ID = logging::MSG_CSR_FLOOD,
                 ACTION = "csr-approve",
@@ -223,8 +270,8 @@ impl Approver {
             );
         }
         let names: Vec<String> = match only {
-            Some(n) => vec![n.to_string()],
-            None => self.pending.keys().cloned().collect(),
+            Some(n) if !ended => vec![n.to_string()],
+            _ => self.pending.keys().cloned().collect(),
         };
         for name in names {
             if let Some(c) = self.pending.get(&name).cloned() {
@@ -285,6 +332,9 @@ impl Approver {
         self.stats.note(self.kube.url(), &r);
         match r {
             Ok(Written::Done) => {
+                if let Some(uid) = &csr.metadata.uid {
+                    self.decided.insert(uid.clone());
+                }
                 match &failure {
                     None => {
                         tracing::info!(
@@ -314,6 +364,9 @@ impl Approver {
             }
             Ok(Written::AlreadyDecided(state)) => {
                 tracing::debug!("CSR {name} was decided elsewhere first ({state})");
+                if let Some(uid) = &csr.metadata.uid {
+                    self.decided.insert(uid.clone());
+                }
                 self.forget(&name);
             }
             Ok(Written::Gone) => self.forget(&name),

@@ -258,9 +258,15 @@ impl Ctx<'_> {
             return Na("no Node to compare with (rule e)".into());
         };
         let own: Vec<IpAddr> = addresses(node, &IP_TYPES).filter_map(as_ip).collect();
+        // API server addresses allowed as this control-plane node's own: the pass message
+        // says so rather than "not the API server's".
+        let mut api_own = Vec::new();
         for &raw in &r.ips {
             let ip = raw.to_canonical();
             let s = shown_ip(raw);
+            if self.api.has_ip(ip) {
+                api_own.push(s.clone());
+            }
             if let Some(other) = self.ip_owner(ip) {
                 return Fail(format!("IP SAN {s} belongs to node {other}"));
             }
@@ -287,8 +293,17 @@ impl Ctx<'_> {
             }
         }
         let shown: Vec<String> = r.ips.iter().map(|i| shown_ip(*i)).collect();
+        let api = if api_own.is_empty() {
+            ", not the API server's".to_string()
+        } else {
+            format!(
+                "; {} {} also the API server's, allowed as this control-plane node's own",
+                list(&api_own),
+                if api_own.len() == 1 { "is" } else { "are" }
+            )
+        };
         Pass(format!(
-            "IP SANs {}: Node {name}'s own, no other Node's, not the API server's{}",
+            "IP SANs {}: Node {name}'s own, no other Node's{api}{}",
             list(&shown),
             if self.policy.ip_prefixes.is_empty() {
                 ""
@@ -307,9 +322,13 @@ impl Ctx<'_> {
             return Na("no Node to compare with (rule e)".into());
         };
         let me = dns_norm(name);
+        let mut api_own = Vec::new();
         for raw in &r.dns {
             let n = dns_norm(raw);
             let s = shown(raw);
+            if n == me && self.api.has_dns(&n) {
+                api_own.push(s.clone());
+            }
             if n.contains('*') {
                 return Fail(format!("DNS SAN {s} is a wildcard"));
             }
@@ -341,8 +360,17 @@ impl Ctx<'_> {
                 }
             }
         }
+        let api = if api_own.is_empty() {
+            ", not the API server's".to_string()
+        } else {
+            format!(
+                "; {} {} also the API server's, allowed as the node's own name",
+                list(&api_own),
+                if api_own.len() == 1 { "is" } else { "are" }
+            )
+        };
         Pass(format!(
-            "DNS SANs {}: Node {name}'s own, no other Node's, not the API server's{}",
+            "DNS SANs {}: Node {name}'s own, no other Node's{api}{}",
             quoted(&r.dns),
             if self.policy.dns_pattern.is_some() {
                 ", matching approver.dnsPattern"

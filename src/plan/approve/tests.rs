@@ -165,6 +165,15 @@ fn a_good_own_node_csr_is_approved() {
     let v = eval(&csr("cp1", &["cp1"], &["127.0.0.11"]));
     assert!(v.approvable(), "{:#?}", v.lines());
     assert!(matches!(v.outcome(Rule::Attested), Some(Outcome::Pass(_))));
+    // What csr list shows says why the API server's address and name are allowed here.
+    assert_eq!(
+        v.outcome(Rule::IpSans).unwrap().message(),
+        "IP SANs 127.0.0.11: Node cp1's own, no other Node's; 127.0.0.11 is also the API server's, allowed as this control-plane node's own"
+    );
+    assert_eq!(
+        v.outcome(Rule::DnsSans).unwrap().message(),
+        "DNS SANs cp1: Node cp1's own, no other Node's; cp1 is also the API server's, allowed as the node's own name"
+    );
     assert!(v.approval_message().contains("(h) attested"));
 }
 
