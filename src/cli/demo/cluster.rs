@@ -37,6 +37,8 @@ impl DemoCluster {
         let kubelet = std::fs::read_to_string(root.join("var/lib/kubelet/config.yaml"))
             .context("reading the demo node's kubelet config")?;
         api.put_configmap("kube-system", "kubelet-config", &[("kubelet", &kubelet)]);
+        // The demo node's manifests are kubeadm v1.31's.
+        api.put_kubeadm_config("v1.31.0");
         Ok(DemoCluster { api })
     }
 

@@ -176,6 +176,19 @@ impl ApiServer {
         });
     }
 
+    /// kube-system/kubeadm-config as `kubeadm init` uploads it (v1beta4, kubeadm's defaults
+    /// written out): a kubeadm cluster always has one, and the daemon reads it.
+    pub fn put_kubeadm_config(&self, kubernetes_version: &str) {
+        let doc = format!(
+            "apiServer: {{}}\napiVersion: kubeadm.k8s.io/v1beta4\ncaCertificateValidityPeriod: 87600h0m0s\ncertificateValidityPeriod: 8760h0m0s\ncertificatesDir: /etc/kubernetes/pki\nclusterName: kubernetes\ncontrollerManager: {{}}\ndns: {{}}\nencryptionAlgorithm: RSA-2048\netcd:\n  local:\n    dataDir: /var/lib/etcd\nimageRepository: registry.k8s.io\nkind: ClusterConfiguration\nkubernetesVersion: {kubernetes_version}\nnetworking:\n  dnsDomain: cluster.local\n  serviceSubnet: 10.96.0.0/12\nproxy: {{}}\nscheduler: {{}}\n"
+        );
+        self.put_configmap(
+            "kube-system",
+            "kubeadm-config",
+            &[("ClusterConfiguration", &doc)],
+        );
+    }
+
     /// The stored ConfigMap.
     pub fn configmap(&self, ns: &str, name: &str) -> Option<Value> {
         let key = (Kind::ConfigMap, ns.to_string(), name.to_string());
