@@ -10,6 +10,8 @@ pub mod conditions;
 pub mod coordinate;
 /// One scan -> plan -> renew -> restart -> report cycle.
 pub mod cycle;
+/// The heap between cycles: malloc arenas and trimming.
+pub mod memory;
 /// sd_notify wrapper.
 pub mod notify;
 /// What a cycle finds that stands: refusals, unreadable files, CA runway, skipped certs.
@@ -31,6 +33,7 @@ const DEBOUNCE: Duration = Duration::from_millis(700);
 
 /// Run the daemon (or one cycle with `once`).
 pub fn run(ctx: Ctx, reload: impl Fn() -> Result<Ctx> + Send + 'static, once: bool) -> Result<()> {
+    memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -82,6 +85,8 @@ async fn cycle(
             }
         }
     };
+    // What the cycle freed goes back to the kernel before the daemon sleeps.
+    memory::trim();
     match joined {
         Ok((rep, st)) => {
             *state = st;
