@@ -3,9 +3,11 @@
 //! status`) adds no thread at all. The one thing that must run behind the caller's back is the
 //! restart lock's lease keep-alive, while the restart code blocks outside the runtime for
 //! minutes: for that span only, [`EtcdRuntime::drive`] starts a thread that holds the
-//! runtime's core and runs its tasks and I/O, and calls from other threads keep working (they
-//! poll their own future and let that thread drive the I/O, tokio's documented current-thread
-//! behaviour for concurrent `block_on`).
+//! runtime's core and runs its tasks and I/O. Calls from other threads keep working meanwhile:
+//! a `block_on` that cannot take the core polls its own future and waits to be woken, while the
+//! core's holder drives the I/O and timers (tokio 1.52,
+//! src/runtime/scheduler/current_thread/mod.rs `CurrentThread::block_on`, and the doc of
+//! `Handle::block_on` in src/runtime/handle.rs).
 
 use anyhow::{Context, Result};
 use std::future::Future;
