@@ -110,8 +110,27 @@ fn is_etcd_thread(name: &str) -> bool {
     name.len() >= 15 && DRIVER_THREAD.starts_with(name)
 }
 
+/// A running daemon, SIGTERMed and reaped when dropped (also when an assertion fails).
+struct Running(Child);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
 /// `kubeadm-certd run` on `root` (config `config`, under the root), stderr to `log`.
-fn daemon(bin: &Path, root: &Path, config: &str, log: &Path) -> Child {
+fn daemon(bin: &Path, root: &Path, config: &str, log: &Path) -> Running {
     let cfg = root.join("etc/kubeadm-certd/config.yaml");
     std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
     std::fs::write(&cfg, config).unwrap();
@@ -125,15 +144,8 @@ fn daemon(bin: &Path, root: &Path, config: &str, log: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
+        .map(Running)
         .unwrap()
-}
-
-fn stop(mut child: Child) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = child.wait();
 }
 
 /// Sample the daemon's threads every 50 ms until `until` says stop; panics on an etcd thread.
@@ -207,7 +219,7 @@ fn single_node_daemon_never_connects_to_etcd_while_idle() {
         assert!(Instant::now() < deadline, "no connection after the change");
         std::thread::sleep(Duration::from_millis(50));
     }
-    stop(child);
+    drop(child);
 }
 
 #[test]
@@ -272,7 +284,7 @@ fn ha_idle_daemon_reads_etcd_without_a_thread_and_the_lock_drives_one_while_held
     watch_threads(child.id(), &log, healthy);
     let seen = cycles(&log);
     watch_threads(child.id(), &log, || cycles(&log) >= seen + 3);
-    stop(child);
+    drop(child);
 
     // The lock: the etcd thread runs while the permit is held (the lease outlives its TTL
     // while the holder blocks outside the runtime), and not after.
@@ -385,7 +397,7 @@ fn bench_idle_ha_node() {
     let healthy = std::fs::read_to_string(node.root.join(PROM))
         .unwrap_or_default()
         .contains("kubeadm_certd_etcd_members_healthy 3");
-    stop(child);
+    drop(child);
     println!(
         "BENCH idle_ha rss0={r0} anon0={a0} file0={f0} threads0={t0} rss1={r1} anon1={a1} file1={f1} threads1={t1} hwm={hwm} cpu_ticks={} secs={secs} interval={interval} gauges={healthy}",
         c1 - c0
