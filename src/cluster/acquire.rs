@@ -159,6 +159,14 @@ impl Coordinator {
                 .block_on(lock::release(&self.pool, &lease, Some(&key)));
             return Err(Wait::Halted(h));
         }
+        // From here the caller blocks outside the runtime (the restarts) while the lease must
+        // be kept alive: a thread drives the runtime until the permit gives the lock back.
+        if let Err(e) = self.rt.drive() {
+            let _ = self
+                .rt
+                .block_on(lock::release(&self.pool, &lease, Some(&key)));
+            return Err(Wait::Failed(format!("{e:#}")));
+        }
         tracing::info!(
             MESSAGE_ID = MSG_LOCK_ACQUIRED,
             "acquired the restart lock after {}",

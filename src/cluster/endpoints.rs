@@ -243,6 +243,38 @@ pub fn auto_offline(view: &LocalView, last: Option<usize>) -> bool {
     view.initial_cluster.len() > 1 || last.unwrap_or(0) > 1
 }
 
+/// The cluster's size as the node's own files tell it, without asking etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalSize {
+    /// One member: the last look at etcd saw one, or, never looked, the local etcd
+    /// manifest's `--initial-cluster` names one and no other endpoint is configured.
+    Single,
+    /// More than one member by the last look, `--initial-cluster` or the configured
+    /// endpoints.
+    Several,
+    /// Nothing local tells (an external etcd not looked at yet).
+    Unknown,
+}
+
+/// What the local files say. The last member count seen wins over the manifest: kubeadm
+/// never rewrites the first node's `--initial-cluster` (one member) when others join, nor a
+/// joined node's when members leave. A node that gained members without looking at etcd
+/// since still reads `Single` here: only a look at etcd can tell.
+pub fn local_size(view: &LocalView, last: Option<usize>, c: &Coordination) -> LocalSize {
+    match last {
+        Some(n) if n > 1 => LocalSize::Several,
+        Some(_) => LocalSize::Single,
+        None if view.initial_cluster.len() > 1 || c.etcd.endpoints.len() > 1 => LocalSize::Several,
+        None if !view.local_client_urls.is_empty() && c.etcd.endpoints.is_empty() => {
+            LocalSize::Single
+        }
+        None if view.local_client_urls.is_empty() && view.apiserver_etcd_servers.len() > 1 => {
+            LocalSize::Several
+        }
+        None => LocalSize::Unknown,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +288,44 @@ mod tests {
         assert_eq!(flag(&cmd, "name").as_deref(), Some("a"));
         assert_eq!(flag(&cmd, "initial-cluster").as_deref(), Some("a=x,b=y"));
         assert_eq!(flag(&cmd, "nam"), None);
+    }
+
+    #[test]
+    fn local_size_prefers_the_last_look_then_the_manifest() {
+        let c = Coordination::default();
+        let single = LocalView {
+            local_client_urls: vec!["https://10.0.0.1:2379".into()],
+            initial_cluster: vec!["cp1".into()],
+            ..LocalView::default()
+        };
+        assert_eq!(local_size(&single, None, &c), LocalSize::Single);
+        // The first node of a cluster that grew: only a look at etcd tells.
+        assert_eq!(local_size(&single, Some(3), &c), LocalSize::Several);
+        let joined = LocalView {
+            initial_cluster: vec!["cp1".into(), "cp2".into(), "cp3".into()],
+            ..single.clone()
+        };
+        assert_eq!(local_size(&joined, None, &c), LocalSize::Several);
+        // Members left since the join: the last look wins over --initial-cluster.
+        assert_eq!(local_size(&joined, Some(1), &c), LocalSize::Single);
+        // External etcd: one endpoint tells nothing, several do.
+        let external = LocalView {
+            apiserver_etcd_servers: vec!["https://10.0.0.9:2379".into()],
+            ..LocalView::default()
+        };
+        assert_eq!(local_size(&external, None, &c), LocalSize::Unknown);
+        let mut three = external.clone();
+        three
+            .apiserver_etcd_servers
+            .push("https://10.0.0.8:2379".into());
+        assert_eq!(local_size(&three, None, &c), LocalSize::Several);
+        let mut configured = c.clone();
+        configured.etcd.endpoints = vec!["https://10.0.0.9:2379".into()];
+        assert_eq!(
+            local_size(&single, None, &configured),
+            LocalSize::Unknown,
+            "a configured endpoint is not the local member"
+        );
     }
 
     #[test]

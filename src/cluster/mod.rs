@@ -3,8 +3,11 @@
 //! a failed restart halts the rollout everywhere, and with no quorum reachable for
 //! `breakGlassAfter` a node restarts anyway (a dead cluster must be able to heal).
 //!
-//! The API is synchronous, because the restart code is: [`Coordinator`] owns a small tokio
-//! runtime whose single worker runs the lease keep-alives while the caller blocks.
+//! The API is synchronous, because the restart code is: [`Coordinator`] owns a current-thread
+//! tokio runtime that runs on the caller's thread, and on a thread of its own only while the
+//! restart lock is held, for the lease keep-alives (see `runtime`). Nothing is built until a
+//! caller asks to connect; the idle daemon asks only when the node's own files say the
+//! cluster may have more than one member ([`Coordinator::connect_unless_single`]).
 
 mod acquire;
 pub mod client;
@@ -15,13 +18,15 @@ pub mod lock;
 mod permit;
 pub mod quorum;
 pub mod rotation;
+pub mod runtime;
 pub mod settings;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use client::{MemberHealth, Pool};
-use endpoints::LocalView;
+use endpoints::{LocalSize, LocalView};
 use halt::Halt;
 use lock::{Holder, Lease};
+use runtime::EtcdRuntime;
 use settings::{Coordination, Mode};
 use std::future::Future;
 use std::sync::Arc;
@@ -80,7 +85,7 @@ pub struct ClusterStatus {
 
 /// The coordination layer of one node.
 pub struct Coordinator {
-    rt: tokio::runtime::Runtime,
+    rt: EtcdRuntime,
     pool: Arc<Pool>,
     settings: Coordination,
     view: LocalView,
@@ -130,10 +135,40 @@ impl Coordinator {
         settings: &Coordination,
         stop: StopFn,
     ) -> Result<Option<Coordinator>> {
+        Self::open(paths, settings, stop, false)
+    }
+
+    /// [`connect_with`](Self::connect_with) for the idle daemon (its gauges): in `auto` mode,
+    /// when the node's own files say the cluster has one member (the members last seen, else
+    /// the etcd manifest's `--initial-cluster`, see [`endpoints::local_size`]), `None` without
+    /// building a client or a runtime. Restarts always use `connect_with`, which looks at etcd:
+    /// that is how the first node of a cluster that grew by `kubeadm join` (its manifest still
+    /// names one member) learns that it has to coordinate.
+    pub fn connect_unless_single(
+        paths: &crate::node::NodePaths,
+        settings: &Coordination,
+        stop: StopFn,
+    ) -> Result<Option<Coordinator>> {
+        Self::open(paths, settings, stop, true)
+    }
+
+    fn open(
+        paths: &crate::node::NodePaths,
+        settings: &Coordination,
+        stop: StopFn,
+        unless_single: bool,
+    ) -> Result<Option<Coordinator>> {
         if settings.mode == Mode::None {
             return Ok(None);
         }
         let view = endpoints::local_view(paths);
+        if unless_single
+            && settings.mode == Mode::Auto
+            && endpoints::local_size(&view, endpoints::last_seen(paths), settings)
+                == LocalSize::Single
+        {
+            return Ok(None);
+        }
         let mut seeds = endpoints::seeds(&view, settings);
         // With the local member down, the members seen last time still lead to the cluster.
         seeds.extend(endpoints::last_seen_urls(paths));
@@ -143,12 +178,7 @@ impl Coordinator {
             }
             return Ok(None);
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("kubeadm-certd-etcd")
-            .enable_all()
-            .build()
-            .context("starting the etcd client runtime")?;
+        let rt = EtcdRuntime::new()?;
         let identity = endpoints::Identity::resolve(paths, settings);
         let pool = Arc::new(Pool::new(seeds, identity));
         let members = rt
@@ -199,6 +229,11 @@ impl Coordinator {
                 .map(|h| h.trim().to_string())
                 .unwrap_or_else(|_| "unknown".into())
         })
+    }
+
+    /// Whether the runtime's own thread runs (only while the restart lock is held).
+    pub fn driving(&self) -> bool {
+        self.rt.driven()
     }
 
     /// The settings in force.

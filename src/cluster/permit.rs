@@ -145,6 +145,7 @@ impl Permit<'_> {
             .coord
             .rt
             .block_on(lock::release(&self.coord.pool, &lease, Some(&key)));
+        self.coord.rt.park();
         if r.is_ok() {
             tracing::info!(MESSAGE_ID = MSG_LOCK_RELEASED, "released the restart lock");
         }
@@ -162,6 +163,7 @@ impl Drop for Permit<'_> {
                 .coord
                 .rt
                 .block_on(lock::release(&self.coord.pool, &lease, Some(&key)));
+            self.coord.rt.park();
         }
     }
 }

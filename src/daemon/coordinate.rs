@@ -38,7 +38,9 @@ pub fn progress(g: &RefCell<ClusterGauges>, p: Progress) {
 
 /// Refresh the halt and etcd-health gauges (coordinated nodes only). A stop request cuts
 /// the etcd reads short and leaves the gauges as they were: an interrupted read says nothing
-/// about etcd.
+/// about etcd. A node whose own files say it is a single member never connects here (no
+/// client, no runtime at idle); its restarts still look at etcd first, and a node found to
+/// have gained members there gets its gauges from the next cycle on.
 pub fn refresh_gauges(
     paths: &NodePaths,
     settings: &Settings,
@@ -47,8 +49,11 @@ pub fn refresh_gauges(
 ) {
     let c = cancel.clone();
     let stop = std::sync::Arc::new(move || c.is_cancelled());
-    let coord = match crate::cluster::Coordinator::connect_with(paths, &settings.coordination, stop)
-    {
+    let coord = match crate::cluster::Coordinator::connect_unless_single(
+        paths,
+        &settings.coordination,
+        stop,
+    ) {
         Ok(Some(c)) => c,
         Ok(None) => {
             counters.cluster = None;

@@ -18,6 +18,8 @@ pub mod cycle;
 pub mod kubelet_drift;
 /// The node lock, held only while the daemon acts; recovery of what a command left.
 pub mod nodelock;
+/// The heap between cycles: malloc arenas and trimming.
+pub mod memory;
 /// sd_notify wrapper.
 pub mod notify;
 /// CA rotations: this node's steps, their gauges, how soon to look again.
@@ -41,6 +43,7 @@ const DEBOUNCE: Duration = Duration::from_millis(700);
 
 /// Run the daemon (or one cycle with `once`).
 pub fn run(ctx: Ctx, reload: impl Fn() -> Result<Ctx> + Send + 'static, once: bool) -> Result<()> {
+    memory::limit_arenas();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,6 +102,8 @@ async fn cycle(
             }
         }
     };
+    // What the cycle freed goes back to the kernel before the daemon sleeps.
+    memory::trim();
     match joined {
         Ok((rep, st)) => {
             *state = st;
