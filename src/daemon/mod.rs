@@ -16,10 +16,10 @@ pub mod coordinate;
 pub mod cycle;
 /// Setting kubelet.serverTLSBootstrap again after an upgrade rewrote the kubelet config.
 pub mod kubelet_drift;
-/// The node lock, held only while the daemon acts; recovery of what a command left.
-pub mod nodelock;
 /// The heap between cycles: malloc arenas and trimming.
 pub mod memory;
+/// The node lock, held only while the daemon acts; recovery of what a command left.
+pub mod nodelock;
 /// sd_notify wrapper.
 pub mod notify;
 /// CA rotations: this node's steps, their gauges, how soon to look again.
