@@ -223,6 +223,47 @@ fn single_node_daemon_never_connects_to_etcd_while_idle() {
 }
 
 #[test]
+fn the_first_node_learns_from_the_api_that_others_joined() {
+    // `kubeadm join --control-plane` adds etcd members but changes nothing on the first
+    // node's disk (its manifest still names one member): the daemon's API task counts the
+    // control-plane Nodes, and from then on the idle gauges (and a CA rotation) look at etcd.
+    let t = tempfile::tempdir().unwrap();
+    let etcd = Listener::start();
+    let root = single_node(t.path(), etcd.port);
+    let api = kubeadm_certd::testkit::apiserver::ApiServer::start(
+        kubeadm_certd::testkit::apiserver::Options::for_node(&root).unwrap(),
+    )
+    .unwrap();
+    api.point_kubeconfig(&root.join("etc/kubernetes/admin.conf"))
+        .unwrap();
+    api.put_kubeadm_config("v1.31.0");
+    for (n, ip) in [("cp1", "127.0.0.1"), ("cp2", "127.0.0.32")] {
+        api.add_node(n, &[("InternalIP", ip), ("Hostname", n)]);
+        assert!(api.label_node(n, "node-role.kubernetes.io/control-plane", ""));
+    }
+    let log = t.path().join("daemon.log");
+    let cfg = format!("checkInterval: 1s\njitter: 0s\nmetrics:\n  textfile: /{PROM}\n");
+    let child = daemon(
+        Path::new(env!("CARGO_BIN_EXE_kubeadm-certd")),
+        &root,
+        &cfg,
+        &log,
+    );
+    let seen = root.join("var/lib/kubeadm-certd/control-plane-nodes.json");
+    let deadline = Instant::now() + LIMIT;
+    while etcd.connections() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no look at etcd after the API listed two control-plane Nodes\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), r#"{"count":2}"#);
+    drop(child);
+}
+
+#[test]
 fn a_restart_on_a_single_node_looks_at_etcd_first() {
     // The first node of a cluster that grew by `kubeadm join` still reads one member in its
     // manifest: only etcd can tell it to coordinate, so a restart asks etcd whatever the

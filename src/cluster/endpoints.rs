@@ -237,6 +237,53 @@ pub fn record_seen(paths: &NodePaths, members: &[super::client::Member]) {
     let _ = crate::act::store::atomic::write_atomic(&paths.state.join(LAST_SEEN), &text, 0o644);
 }
 
+/// The control-plane Nodes the Kubernetes API last listed, kept in stateDir by the daemon's
+/// API task: `kubeadm join --control-plane` adds a member to etcd but changes nothing on the
+/// first node's disk, so this is how that node learns, without asking etcd, that it is no
+/// longer alone.
+const CONTROL_PLANES_SEEN: &str = "control-plane-nodes.json";
+
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct ControlPlanes {
+    count: usize,
+}
+
+/// The number of control-plane Nodes the API last listed.
+pub fn control_planes_seen(paths: &NodePaths) -> Option<usize> {
+    let bytes =
+        crate::node::fsread::read_regular(&paths.state.join(CONTROL_PLANES_SEEN), MAX_MANIFEST)
+            .ok()?;
+    serde_json::from_slice::<ControlPlanes>(&bytes)
+        .ok()
+        .map(|c| c.count)
+}
+
+/// Record the number of control-plane Nodes listed (only when it changed; best effort).
+pub fn record_control_planes(paths: &NodePaths, count: usize) {
+    if control_planes_seen(paths) == Some(count) {
+        return;
+    }
+    let Ok(text) = serde_json::to_vec(&ControlPlanes { count }) else {
+        return;
+    };
+    let _ = std::fs::create_dir_all(&paths.state);
+    let _ = crate::act::store::atomic::write_atomic(
+        &paths.state.join(CONTROL_PLANES_SEEN),
+        &text,
+        0o644,
+    );
+}
+
+/// [`local_size`] from the node's files: the etcd members last seen, the manifests, and the
+/// control-plane Nodes the API last listed (more than one means several members to come,
+/// whatever the older files say).
+pub fn local_size_of(paths: &NodePaths, view: &LocalView, c: &Coordination) -> LocalSize {
+    if control_planes_seen(paths).is_some_and(|n| n > 1) {
+        return LocalSize::Several;
+    }
+    local_size(view, last_seen(paths), c)
+}
+
 /// `auto` mode with etcd unreachable: coordinate when the manifest or the last count says
 /// the cluster has more than one member.
 pub fn auto_offline(view: &LocalView, last: Option<usize>) -> bool {
@@ -288,6 +335,25 @@ mod tests {
         assert_eq!(flag(&cmd, "name").as_deref(), Some("a"));
         assert_eq!(flag(&cmd, "initial-cluster").as_deref(), Some("a=x,b=y"));
         assert_eq!(flag(&cmd, "nam"), None);
+    }
+
+    #[test]
+    fn control_plane_nodes_listed_by_the_api_mean_several() {
+        let t = tempfile::tempdir().unwrap();
+        let paths =
+            crate::config::Settings::default().paths(&crate::node::paths::Root::new(t.path()));
+        let single = LocalView {
+            initial_cluster: vec!["cp1".into()],
+            local_client_urls: vec!["https://127.0.0.1:2379".into()],
+            ..LocalView::default()
+        };
+        let c = Coordination::default();
+        assert_eq!(local_size_of(&paths, &single, &c), LocalSize::Single);
+        record_control_planes(&paths, 1);
+        assert_eq!(local_size_of(&paths, &single, &c), LocalSize::Single);
+        record_control_planes(&paths, 3);
+        assert_eq!(control_planes_seen(&paths), Some(3));
+        assert_eq!(local_size_of(&paths, &single, &c), LocalSize::Several);
     }
 
     #[test]

@@ -164,8 +164,7 @@ impl Coordinator {
         let view = endpoints::local_view(paths);
         if unless_single
             && settings.mode == Mode::Auto
-            && endpoints::local_size(&view, endpoints::last_seen(paths), settings)
-                == LocalSize::Single
+            && endpoints::local_size_of(paths, &view, settings) == LocalSize::Single
         {
             return Ok(None);
         }

@@ -123,6 +123,7 @@ pub async fn refresh(kube: Kube, paths: NodePaths, stats: Shared, now: fn() -> O
     let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
     let mut said = None;
     loop {
+        note_control_planes(&kube, &paths).await;
         let wait = match read_and_keep(&kube, &paths, &stats, now, &mut said).await {
             Outcome::Stop => return,
             Outcome::Done => {
@@ -134,6 +135,19 @@ pub async fn refresh(kube: Kube, paths: NodePaths, stats: Shared, now: fn() -> O
         if !sleep(wait, kube.cancel()).await {
             return;
         }
+    }
+}
+
+/// Keep the number of control-plane Nodes in the state dir: the first control-plane node
+/// learns from it that others joined, without asking etcd (`cluster::endpoints`). A failed
+/// list changes nothing; the config read right after reports an unreachable API.
+async fn note_control_planes(kube: &Kube, paths: &NodePaths) {
+    if let Ok(n) = kube.control_plane_nodes().await {
+        let p = paths.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::cluster::endpoints::record_control_planes(&p, n)
+        })
+        .await;
     }
 }
 

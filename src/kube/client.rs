@@ -190,6 +190,17 @@ impl Kube {
         Ok(list.items)
     }
 
+    /// How many Nodes carry kubeadm's control-plane label (metadata only: a Node's status can
+    /// be large). kubeadm has labelled control-plane Nodes so since v1.20.
+    pub async fn control_plane_nodes(&self) -> Result<usize, KubeError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let lp = ListParams::default().labels(crate::plan::approve::CONTROL_PLANE_LABELS[0]);
+        let list = self
+            .call("listing control-plane Nodes", api.list_metadata(&lp))
+            .await?;
+        Ok(list.items.len())
+    }
+
     /// The ClusterIPs of `default/kubernetes`, the API server's in-cluster addresses (two on
     /// a dual-stack cluster).
     pub async fn kubernetes_service_ips(&self) -> Result<Vec<std::net::IpAddr>, KubeError> {

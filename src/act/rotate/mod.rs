@@ -25,55 +25,24 @@ use crate::cluster::settings::Mode;
 use crate::config::Settings;
 use crate::node::NodePaths;
 use run::Report;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 /// The CA phase 1 rotates.
 pub const ETCD_CA: &str = "etcd-ca";
 
-/// When this process last asked etcd for its membership because nothing on disk said the
-/// cluster has more than one member (see [`might_be_ha`]).
-static MEMBERSHIP_ASKED: Mutex<Option<Instant>> = Mutex::new(None);
-/// How often a node that looks single asks again.
-const MEMBERSHIP_RECHECK: Duration = Duration::from_secs(24 * 3600);
-
 /// Whether this node may be part of an HA control plane, from what it knows without asking
 /// etcd: `coordination.mode`, the etcd manifest's `--initial-cluster`, the member count last
-/// seen. A node that looks single asks etcd once per process and then once a day (the first
-/// control-plane node's manifest names only itself), so a single node adds no etcd traffic
-/// at idle.
-fn might_be_ha(paths: &NodePaths, settings: &Settings, stop: &crate::cluster::StopFn) -> bool {
-    use crate::cluster::endpoints;
+/// seen, and the control-plane Nodes the API last listed (the first control-plane node's
+/// manifest names only itself, whatever joined since). A single node adds no etcd traffic
+/// (issue 19): it never builds the etcd client.
+fn might_be_ha(paths: &NodePaths, settings: &Settings) -> bool {
+    use crate::cluster::endpoints::{self, LocalSize};
     match settings.coordination.mode {
         Mode::None => false,
         Mode::Etcd => true,
         Mode::Auto => {
             let view = endpoints::local_view(paths);
-            if endpoints::auto_offline(&view, endpoints::last_seen(paths))
-                || !settings.coordination.etcd.endpoints.is_empty()
-            {
-                return true;
-            }
-            let due = MEMBERSHIP_ASKED
-                .lock()
-                .map(|mut g| {
-                    let due = g.is_none_or(|t| t.elapsed() >= MEMBERSHIP_RECHECK);
-                    if due {
-                        *g = Some(Instant::now());
-                    }
-                    due
-                })
-                .unwrap_or(false);
-            // Connecting records the member count seen (etcd-members.json).
-            due && matches!(
-                crate::cluster::Coordinator::connect_with(
-                    paths,
-                    &settings.coordination,
-                    stop.clone()
-                ),
-                Ok(Some(_))
-            )
+            endpoints::local_size_of(paths, &view, &settings.coordination) != LocalSize::Single
         }
     }
 }
@@ -91,7 +60,7 @@ pub fn tick(
     }
     let c = cancel.clone();
     let stop: crate::cluster::StopFn = std::sync::Arc::new(move || c.is_cancelled());
-    if !might_be_ha(paths, settings, &stop) {
+    if !might_be_ha(paths, settings) {
         return Report {
             seen: true,
             ..Report::default()

@@ -37,6 +37,20 @@ impl ApiServer {
         });
     }
 
+    /// Set a label on a Node (e.g. kubeadm's `node-role.kubernetes.io/control-plane`, which a
+    /// kubelet cannot set on itself); whether the Node exists.
+    pub fn label_node(&self, name: &str, key: &str, value: &str) -> bool {
+        let key_ = (Kind::Node, String::new(), name.to_string());
+        self.shared.mutate(|st| match st.get(&key_).cloned() {
+            Some(mut n) => {
+                n["metadata"]["labels"][key] = json!(value);
+                st.update(&key_, n);
+                true
+            }
+            None => false,
+        })
+    }
+
     /// Delete a Node; whether it existed.
     pub fn remove_node(&self, name: &str) -> bool {
         let key = (Kind::Node, String::new(), name.to_string());
