@@ -167,7 +167,13 @@ pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
             .filter(|i| !matches!(i.decision, Decision::Skip(Skip::NotDue)))
             .map(|i| i.handler.name.to_string())
             .collect();
-        let out = crate::act::csr::write_csrs(&ctx.paths, &scan, &names, &dir)?;
+        let out = crate::act::csr::write_csrs(
+            &ctx.paths,
+            &scan,
+            &names,
+            &dir,
+            ctx.settings.encryption_algorithm,
+        )?;
         for m in &out.missing {
             println!("MISSING! {m}");
         }
