@@ -236,3 +236,91 @@ fn a_watch_the_server_keeps_ending_at_once_is_reopened_with_backoff_not_in_a_loo
     assert!(c.wait_decided("csr-after", DECIDE).is_some(), "{}", d.log());
     d.term();
 }
+
+/// A SIGHUP that leaves the approver's settings alone keeps it running: the counters go on
+/// from where they were, and neither "API unreachable" nor the approver's start is said
+/// again. One that changes them (`deny`) restarts the approver, and the counters still stay.
+#[test]
+fn a_reload_keeps_the_approvers_counters_and_standing_conditions() {
+    let c = Cluster::new(300);
+    let textfile = "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom";
+    std::fs::create_dir_all(c.root().join("var/lib/node_exporter/textfile_collector")).unwrap();
+    let cfg = APPROVER_ON
+        .replace("checkInterval: 1h", "checkInterval: 1s")
+        .replace("textfile: \"\"", &format!("textfile: {textfile}"));
+    c.good_csr("csr-good", "w1");
+    let mut d = Proc::daemon(&c, &cfg);
+    let prom = c.root().join(textfile.trim_start_matches('/'));
+    let text = || std::fs::read_to_string(&prom).unwrap_or_default();
+    let has = |s: &str| text().lines().any(|l| l == s);
+    assert!(
+        wait_for(DECIDE, || has("kubeadm_certd_csr_approved_total 1")),
+        "{}",
+        d.log()
+    );
+    c.api.set_down(true);
+    assert!(
+        wait_for(DECIDE, || has("kubeadm_certd_api_reachable 0")),
+        "{}",
+        d.log()
+    );
+    let reloads = |d: &Proc| {
+        d.log()
+            .lines()
+            .filter(|l| l.contains("configuration reloaded"))
+            .count()
+    };
+    let hup = |d: &Proc| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(d.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+    };
+    hup(&d);
+    assert!(wait_for(DECIDE, || reloads(&d) == 1), "{}", d.log());
+    // The cycles after the reload write the textfile again, the approver retries meanwhile.
+    std::fs::remove_file(&prom).unwrap();
+    assert!(
+        wait_for(DECIDE, || has("kubeadm_certd_api_reachable 0")),
+        "{}",
+        d.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(has("kubeadm_certd_csr_approved_total 1"), "{}", text());
+    assert_eq!(
+        d.with_id(logging::MSG_API_UNREACHABLE).len(),
+        1,
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        d.with_id(logging::MSG_APPROVER_STATE).len(),
+        1,
+        "{}",
+        d.log()
+    );
+    // Now the approver's settings change: it restarts, the counters stay.
+    c.config(&format!("{cfg}  deny: true\n"));
+    hup(&d);
+    assert!(wait_for(DECIDE, || reloads(&d) == 2), "{}", d.log());
+    c.api.set_down(false);
+    assert!(
+        wait_for(Duration::from_secs(30), || d
+            .with_id(logging::MSG_APPROVER_STATE)
+            .len()
+            == 2),
+        "{}",
+        d.log()
+    );
+    std::fs::remove_file(&prom).unwrap();
+    assert!(
+        wait_for(DECIDE, || has("kubeadm_certd_api_reachable 1")),
+        "{}",
+        d.log()
+    );
+    assert!(has("kubeadm_certd_csr_approved_total 1"), "{}", text());
+    d.term();
+    assert_eq!(d.with_id(logging::MSG_API_UNREACHABLE).len(), 1);
+    assert_eq!(d.with_id(logging::MSG_API_REACHABLE).len(), 1);
+}

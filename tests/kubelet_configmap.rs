@@ -2,8 +2,8 @@
 //! the stand-in kube-apiserver (issue 17, item 5): one key changes and every other byte of
 //! the embedded KubeletConfiguration stays; the write carries the resourceVersion read and a
 //! 409 is retried; `--node-only` does not touch the API; with the API down the node part is
-//! done, the cluster part recorded as pending and done by the daemon once the API answers;
-//! the versioned name of old clusters.
+//! done, the cluster part recorded as pending and done by the daemon once the API answers
+//! (also by a daemon already running); the versioned name of old clusters.
 
 mod support;
 
@@ -234,12 +234,80 @@ fn api_down_the_node_part_is_done_and_the_daemon_does_the_cluster_part_later() {
         "{}",
         d.log()
     );
+    // What waits: the ConfigMap and the ClusterConfiguration, not the approver.
+    let down = &d.with_id(logging::MSG_API_UNREACHABLE)[0];
+    assert!(
+        down.contains("serverTLSBootstrap: true in the cluster's kubelet-config ConfigMap and reading the cluster's ClusterConfiguration")
+            && !down.contains("approving"),
+        "{down}"
+    );
     // The approver was off: no CSR was listed.
     assert!(c
         .api
         .requests()
         .iter()
         .all(|r| !r.path.contains("certificatesigningrequests")));
+}
+
+/// The same with the daemon already running: it takes the pending value up after the cycle
+/// the node file's change starts (not only at its next start or reload), and sets it once the
+/// API answers. Its one "API unreachable" line names what waits: not the approver, which is
+/// off here.
+#[test]
+fn a_running_daemon_takes_up_a_value_left_pending() {
+    let c = Cluster::new(300);
+    let before = seed(&c, "kubelet-config");
+    c.api.set_down(true);
+    let cfg = APPROVER_ON.replace("mode: on", "mode: off");
+    let mut d = Proc::daemon(&c, &cfg);
+    assert!(
+        d.wait_log(logging::MSG_API_UNREACHABLE, Duration::from_secs(10)),
+        "{}",
+        d.log()
+    );
+    let (code, out, err) = c.cli(&["kubelet-serving-certs", "enable", "--no-restart"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("The cluster part is pending"), "{out}");
+    assert!(
+        d.wait_log(
+            logging::MSG_KUBELET_CONFIGMAP_PENDING,
+            Duration::from_secs(10)
+        ),
+        "the daemon did not take the pending value up: {}",
+        d.log()
+    );
+    c.api.set_down(false);
+    assert!(
+        wait_for(Duration::from_secs(30), || kubelet_text(
+            &c,
+            "kubelet-config"
+        )
+        .contains("serverTLSBootstrap: true")),
+        "{}",
+        d.log()
+    );
+    assert!(wait_for(Duration::from_secs(5), || !c
+        .root()
+        .join(PENDING)
+        .exists()));
+    d.term();
+    assert_eq!(
+        kubelet_text(&c, "kubelet-config").replace("serverTLSBootstrap: true\n", ""),
+        before
+    );
+    for (id, n) in [
+        (logging::MSG_KUBELET_CONFIGMAP_PENDING, 1),
+        (logging::MSG_KUBELET_CONFIGMAP_SET, 1),
+        (logging::MSG_API_UNREACHABLE, 1),
+    ] {
+        assert_eq!(d.with_id(id).len(), n, "{id}: {}", d.log());
+    }
+    let down = &d.with_id(logging::MSG_API_UNREACHABLE)[0];
+    assert!(
+        down.contains("reading the cluster's ClusterConfiguration")
+            && !down.contains("approving kubelet serving CSRs"),
+        "{down}"
+    );
 }
 
 #[test]
