@@ -82,10 +82,8 @@ fn api_down_a_due_certificate_is_still_renewed_and_the_problem_logged_once() {
     c.api.set_down(true);
     let crt = c.root().join("etc/kubernetes/pki/apiserver.crt");
     let before = support::daemon_node::not_after(&crt);
-    let cfg = APPROVER_ON.replace("checkInterval: 1h", "checkInterval: 1s");
-    let textfile = "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom";
-    std::fs::create_dir_all(c.root().join("var/lib/node_exporter/textfile_collector")).unwrap();
-    let cfg = cfg.replace("textfile: \"\"", &format!("textfile: {textfile}"));
+    let (cfg, prom) =
+        c.with_textfile(&APPROVER_ON.replace("checkInterval: 1h", "checkInterval: 1s"));
     // The node file already has the key (no kubelet restart here); the ConfigMap does not.
     c.node_file_has_server_tls_bootstrap();
     // The log as an operator gets it (info and up, every crate).
@@ -97,10 +95,8 @@ fn api_down_a_due_certificate_is_still_renewed_and_the_problem_logged_once() {
         d.log()
     );
     // Several cycles and approver retries later, the API problem is still one line.
-    let prom = c.root().join(textfile.trim_start_matches('/'));
     let cycles = || {
-        std::fs::read_to_string(&prom)
-            .unwrap_or_default()
+        prom.text()
             .lines()
             .filter_map(|l| l.strip_prefix("kubeadm_certd_cycles_total{trigger=\"timer\"} "))
             .filter_map(|v| v.parse::<u64>().ok())
@@ -112,7 +108,7 @@ fn api_down_a_due_certificate_is_still_renewed_and_the_problem_logged_once() {
         "{}",
         d.log()
     );
-    let text = std::fs::read_to_string(&prom).unwrap();
+    let text = prom.text();
     assert!(text.contains("kubeadm_certd_api_reachable 0"), "{text}");
     let down = d.with_id(logging::MSG_API_UNREACHABLE);
     assert_eq!(down.len(), 1, "{}", d.log());
@@ -157,8 +153,8 @@ fn api_down_a_due_certificate_is_still_renewed_and_the_problem_logged_once() {
         "{}",
         d.log()
     );
-    assert!(wait_for(DECIDE, || std::fs::read_to_string(&prom)
-        .unwrap_or_default()
+    assert!(wait_for(DECIDE, || prom
+        .text()
         .contains("kubeadm_certd_api_reachable 1")));
     d.term();
     assert_eq!(d.with_id(logging::MSG_API_UNREACHABLE).len(), 1);
@@ -243,16 +239,12 @@ fn a_watch_the_server_keeps_ending_at_once_is_reopened_with_backoff_not_in_a_loo
 #[test]
 fn a_reload_keeps_the_approvers_counters_and_standing_conditions() {
     let c = Cluster::new(300);
-    let textfile = "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom";
-    std::fs::create_dir_all(c.root().join("var/lib/node_exporter/textfile_collector")).unwrap();
-    let cfg = APPROVER_ON
-        .replace("checkInterval: 1h", "checkInterval: 1s")
-        .replace("textfile: \"\"", &format!("textfile: {textfile}"));
+    let (cfg, prom) =
+        c.with_textfile(&APPROVER_ON.replace("checkInterval: 1h", "checkInterval: 1s"));
     c.good_csr("csr-good", "w1");
     let mut d = Proc::daemon(&c, &cfg);
-    let prom = c.root().join(textfile.trim_start_matches('/'));
-    let text = || std::fs::read_to_string(&prom).unwrap_or_default();
-    let has = |s: &str| text().lines().any(|l| l == s);
+    let text = || prom.text();
+    let has = |s: &str| prom.has(s);
     assert!(
         wait_for(DECIDE, || has("kubeadm_certd_csr_approved_total 1")),
         "{}",
@@ -280,7 +272,7 @@ fn a_reload_keeps_the_approvers_counters_and_standing_conditions() {
     hup(&d);
     assert!(wait_for(DECIDE, || reloads(&d) == 1), "{}", d.log());
     // The cycles after the reload write the textfile again, the approver retries meanwhile.
-    std::fs::remove_file(&prom).unwrap();
+    std::fs::remove_file(&prom.0).unwrap();
     assert!(
         wait_for(DECIDE, || has("kubeadm_certd_api_reachable 0")),
         "{}",
@@ -313,7 +305,7 @@ fn a_reload_keeps_the_approvers_counters_and_standing_conditions() {
         "{}",
         d.log()
     );
-    std::fs::remove_file(&prom).unwrap();
+    std::fs::remove_file(&prom.0).unwrap();
     assert!(
         wait_for(DECIDE, || has("kubeadm_certd_api_reachable 1")),
         "{}",

@@ -77,16 +77,7 @@ fn list_shows_every_kubelet_serving_csr_with_its_rules() {
     assert!(!out.contains("csr-client"), "another signer's CSR listed");
     // Each CSR's rules, one line each, below the table.
     let detail = out.split("\ncsr-steal:\n").nth(1).unwrap();
-    for r in [
-        "signer",
-        "requestor",
-        "usages",
-        "sans",
-        "node-exists",
-        "ip-sans",
-        "dns-sans",
-        "attested",
-    ] {
+    for r in kubeadm_certd::plan::approve::Rule::ALL.map(|r| r.label()) {
         assert!(detail.contains(r), "{r} missing: {detail}");
     }
     // A decided CSR's rule (a) gives the decision, not a failure.

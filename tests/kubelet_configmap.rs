@@ -169,6 +169,49 @@ fn node_only_does_not_touch_the_api() {
     assert_eq!(kubelet_text(&c, "kubelet-config"), before);
 }
 
+/// The daemon `d` runs while the API is down and a value is pending: once it has said so,
+/// the API comes back; the ConfigMap gets the key (one line, every other byte as `before`),
+/// the pending file goes, and the daemon said "pending", "set" and "API unreachable" once
+/// each. Returns the "API unreachable" line.
+fn api_back_the_daemon_sets_it_once(c: &Cluster, d: &mut Proc, before: &str) -> String {
+    assert!(
+        d.wait_log(
+            logging::MSG_KUBELET_CONFIGMAP_PENDING,
+            Duration::from_secs(10)
+        ),
+        "the daemon did not say the value is pending: {}",
+        d.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    c.api.set_down(false);
+    assert!(
+        wait_for(Duration::from_secs(30), || kubelet_text(
+            c,
+            "kubelet-config"
+        )
+        .contains("serverTLSBootstrap: true")),
+        "{}",
+        d.log()
+    );
+    assert!(wait_for(Duration::from_secs(5), || !c
+        .root()
+        .join(PENDING)
+        .exists()));
+    d.term();
+    assert_eq!(
+        kubelet_text(c, "kubelet-config").replace("serverTLSBootstrap: true\n", ""),
+        before
+    );
+    for id in [
+        logging::MSG_KUBELET_CONFIGMAP_PENDING,
+        logging::MSG_KUBELET_CONFIGMAP_SET,
+        logging::MSG_API_UNREACHABLE,
+    ] {
+        assert_eq!(d.with_id(id).len(), 1, "{id}: {}", d.log());
+    }
+    d.with_id(logging::MSG_API_UNREACHABLE).remove(0)
+}
+
 #[test]
 fn api_down_the_node_part_is_done_and_the_daemon_does_the_cluster_part_later() {
     let c = Cluster::new(300);
@@ -188,54 +231,8 @@ fn api_down_the_node_part_is_done_and_the_daemon_does_the_cluster_part_later() {
     // waits for the API, then sets the ConfigMap and forgets the pending file.
     let cfg = APPROVER_ON.replace("mode: on", "mode: off");
     let mut d = Proc::daemon(&c, &cfg);
-    assert!(
-        d.wait_log(
-            logging::MSG_KUBELET_CONFIGMAP_PENDING,
-            Duration::from_secs(10)
-        ),
-        "{}",
-        d.log()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    c.api.set_down(false);
-    assert!(
-        wait_for(Duration::from_secs(30), || kubelet_text(
-            &c,
-            "kubelet-config"
-        )
-        .contains("serverTLSBootstrap: true")),
-        "{}",
-        d.log()
-    );
-    assert!(wait_for(Duration::from_secs(5), || !c
-        .root()
-        .join(PENDING)
-        .exists()));
-    d.term();
-    assert_eq!(
-        kubelet_text(&c, "kubelet-config").replace("serverTLSBootstrap: true\n", ""),
-        before
-    );
-    assert_eq!(
-        d.with_id(logging::MSG_KUBELET_CONFIGMAP_PENDING).len(),
-        1,
-        "{}",
-        d.log()
-    );
-    assert_eq!(
-        d.with_id(logging::MSG_KUBELET_CONFIGMAP_SET).len(),
-        1,
-        "{}",
-        d.log()
-    );
-    assert_eq!(
-        d.with_id(logging::MSG_API_UNREACHABLE).len(),
-        1,
-        "{}",
-        d.log()
-    );
+    let down = api_back_the_daemon_sets_it_once(&c, &mut d, &before);
     // What waits: the ConfigMap and the ClusterConfiguration, not the approver.
-    let down = &d.with_id(logging::MSG_API_UNREACHABLE)[0];
     assert!(
         down.contains("serverTLSBootstrap: true in the cluster's kubelet-config ConfigMap and reading the cluster's ClusterConfiguration")
             && !down.contains("approving"),
@@ -268,41 +265,7 @@ fn a_running_daemon_takes_up_a_value_left_pending() {
     let (code, out, err) = c.cli(&["kubelet-serving-certs", "enable", "--no-restart"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("The cluster part is pending"), "{out}");
-    assert!(
-        d.wait_log(
-            logging::MSG_KUBELET_CONFIGMAP_PENDING,
-            Duration::from_secs(10)
-        ),
-        "the daemon did not take the pending value up: {}",
-        d.log()
-    );
-    c.api.set_down(false);
-    assert!(
-        wait_for(Duration::from_secs(30), || kubelet_text(
-            &c,
-            "kubelet-config"
-        )
-        .contains("serverTLSBootstrap: true")),
-        "{}",
-        d.log()
-    );
-    assert!(wait_for(Duration::from_secs(5), || !c
-        .root()
-        .join(PENDING)
-        .exists()));
-    d.term();
-    assert_eq!(
-        kubelet_text(&c, "kubelet-config").replace("serverTLSBootstrap: true\n", ""),
-        before
-    );
-    for (id, n) in [
-        (logging::MSG_KUBELET_CONFIGMAP_PENDING, 1),
-        (logging::MSG_KUBELET_CONFIGMAP_SET, 1),
-        (logging::MSG_API_UNREACHABLE, 1),
-    ] {
-        assert_eq!(d.with_id(id).len(), n, "{id}: {}", d.log());
-    }
-    let down = &d.with_id(logging::MSG_API_UNREACHABLE)[0];
+    let down = api_back_the_daemon_sets_it_once(&c, &mut d, &before);
     assert!(
         down.contains("reading the cluster's ClusterConfiguration")
             && !down.contains("approving kubelet serving CSRs"),
