@@ -223,21 +223,12 @@ fn the_flood_guard_approves_nothing_until_fewer_are_pending() {
 #[test]
 fn metrics_count_decisions_stale_csrs_and_reachability() {
     let c = Cluster::new(300);
-    let textfile = "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom";
-    std::fs::create_dir_all(c.root().join("var/lib/node_exporter/textfile_collector")).unwrap();
-    let cfg = APPROVER_ON
-        .replace("checkInterval: 1h", "checkInterval: 1s")
-        .replace("textfile: \"\"", &format!("textfile: {textfile}"));
+    let (cfg, prom) =
+        c.with_textfile(&APPROVER_ON.replace("checkInterval: 1h", "checkInterval: 1s"));
     c.good_csr("csr-good", "w1");
     c.kubelet_csr("csr-steal", "w2", &["w2"], &["127.0.0.2"]);
     let mut d = Proc::daemon(&c, &cfg);
-    let prom = c.root().join(textfile.trim_start_matches('/'));
-    let has = |s: &str| {
-        std::fs::read_to_string(&prom)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l == s)
-    };
+    let has = |s: &str| prom.has(s);
     assert!(
         wait_for(DECIDE, || has("kubeadm_certd_csr_approved_total 1")),
         "{}",
@@ -253,7 +244,7 @@ fn metrics_count_decisions_stale_csrs_and_reachability() {
     assert!(
         wait_for(DECIDE, || has("kubeadm_certd_csr_pending_stale 1")),
         "{}",
-        std::fs::read_to_string(&prom).unwrap()
+        prom.text()
     );
     c.api.set_down(true);
     assert!(
@@ -265,7 +256,7 @@ fn metrics_count_decisions_stale_csrs_and_reachability() {
     );
     d.term();
     // Counted once, though looked at again and again.
-    let text = std::fs::read_to_string(&prom).unwrap();
+    let text = prom.text();
     assert!(
         text.contains("kubeadm_certd_csr_denied_total{rule=\"ip-sans\",action=\"left_pending\"} 1"),
         "{text}"

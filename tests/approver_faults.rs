@@ -82,10 +82,8 @@ fn api_down_a_due_certificate_is_still_renewed_and_the_problem_logged_once() {
     c.api.set_down(true);
     let crt = c.root().join("etc/kubernetes/pki/apiserver.crt");
     let before = support::daemon_node::not_after(&crt);
-    let cfg = APPROVER_ON.replace("checkInterval: 1h", "checkInterval: 1s");
-    let textfile = "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom";
-    std::fs::create_dir_all(c.root().join("var/lib/node_exporter/textfile_collector")).unwrap();
-    let cfg = cfg.replace("textfile: \"\"", &format!("textfile: {textfile}"));
+    let (cfg, prom) =
+        c.with_textfile(&APPROVER_ON.replace("checkInterval: 1h", "checkInterval: 1s"));
     // The node file already has the key (no kubelet restart here); the ConfigMap does not.
     c.node_file_has_server_tls_bootstrap();
     // The log as an operator gets it (info and up, every crate).
@@ -97,10 +95,8 @@ fn api_down_a_due_certificate_is_still_renewed_and_the_problem_logged_once() {
         d.log()
     );
     // Several cycles and approver retries later, the API problem is still one line.
-    let prom = c.root().join(textfile.trim_start_matches('/'));
     let cycles = || {
-        std::fs::read_to_string(&prom)
-            .unwrap_or_default()
+        prom.text()
             .lines()
             .filter_map(|l| l.strip_prefix("kubeadm_certd_cycles_total{trigger=\"timer\"} "))
             .filter_map(|v| v.parse::<u64>().ok())
@@ -112,7 +108,7 @@ fn api_down_a_due_certificate_is_still_renewed_and_the_problem_logged_once() {
         "{}",
         d.log()
     );
-    let text = std::fs::read_to_string(&prom).unwrap();
+    let text = prom.text();
     assert!(text.contains("kubeadm_certd_api_reachable 0"), "{text}");
     let down = d.with_id(logging::MSG_API_UNREACHABLE);
     assert_eq!(down.len(), 1, "{}", d.log());
@@ -157,8 +153,8 @@ fn api_down_a_due_certificate_is_still_renewed_and_the_problem_logged_once() {
         "{}",
         d.log()
     );
-    assert!(wait_for(DECIDE, || std::fs::read_to_string(&prom)
-        .unwrap_or_default()
+    assert!(wait_for(DECIDE, || prom
+        .text()
         .contains("kubeadm_certd_api_reachable 1")));
     d.term();
     assert_eq!(d.with_id(logging::MSG_API_UNREACHABLE).len(), 1);
@@ -235,4 +231,88 @@ fn a_watch_the_server_keeps_ending_at_once_is_reopened_with_backoff_not_in_a_loo
     c.good_csr("csr-after", "w1");
     assert!(c.wait_decided("csr-after", DECIDE).is_some(), "{}", d.log());
     d.term();
+}
+
+/// A SIGHUP that leaves the approver's settings alone keeps it running: the counters go on
+/// from where they were, and neither "API unreachable" nor the approver's start is said
+/// again. One that changes them (`deny`) restarts the approver, and the counters still stay.
+#[test]
+fn a_reload_keeps_the_approvers_counters_and_standing_conditions() {
+    let c = Cluster::new(300);
+    let (cfg, prom) =
+        c.with_textfile(&APPROVER_ON.replace("checkInterval: 1h", "checkInterval: 1s"));
+    c.good_csr("csr-good", "w1");
+    let mut d = Proc::daemon(&c, &cfg);
+    let text = || prom.text();
+    let has = |s: &str| prom.has(s);
+    assert!(
+        wait_for(DECIDE, || has("kubeadm_certd_csr_approved_total 1")),
+        "{}",
+        d.log()
+    );
+    c.api.set_down(true);
+    assert!(
+        wait_for(DECIDE, || has("kubeadm_certd_api_reachable 0")),
+        "{}",
+        d.log()
+    );
+    let reloads = |d: &Proc| {
+        d.log()
+            .lines()
+            .filter(|l| l.contains("configuration reloaded"))
+            .count()
+    };
+    let hup = |d: &Proc| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(d.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+    };
+    hup(&d);
+    assert!(wait_for(DECIDE, || reloads(&d) == 1), "{}", d.log());
+    // The cycles after the reload write the textfile again, the approver retries meanwhile.
+    std::fs::remove_file(&prom.0).unwrap();
+    assert!(
+        wait_for(DECIDE, || has("kubeadm_certd_api_reachable 0")),
+        "{}",
+        d.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(has("kubeadm_certd_csr_approved_total 1"), "{}", text());
+    assert_eq!(
+        d.with_id(logging::MSG_API_UNREACHABLE).len(),
+        1,
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        d.with_id(logging::MSG_APPROVER_STATE).len(),
+        1,
+        "{}",
+        d.log()
+    );
+    // Now the approver's settings change: it restarts, the counters stay.
+    c.config(&format!("{cfg}  deny: true\n"));
+    hup(&d);
+    assert!(wait_for(DECIDE, || reloads(&d) == 2), "{}", d.log());
+    c.api.set_down(false);
+    assert!(
+        wait_for(Duration::from_secs(30), || d
+            .with_id(logging::MSG_APPROVER_STATE)
+            .len()
+            == 2),
+        "{}",
+        d.log()
+    );
+    std::fs::remove_file(&prom.0).unwrap();
+    assert!(
+        wait_for(DECIDE, || has("kubeadm_certd_api_reachable 1")),
+        "{}",
+        d.log()
+    );
+    assert!(has("kubeadm_certd_csr_approved_total 1"), "{}", text());
+    d.term();
+    assert_eq!(d.with_id(logging::MSG_API_UNREACHABLE).len(), 1);
+    assert_eq!(d.with_id(logging::MSG_API_REACHABLE).len(), 1);
 }

@@ -275,6 +275,52 @@ fn a_malformed_configmap_is_one_warning_and_todays_behaviour() {
     assert_eq!(fx.apiserver(), (365, Some(KeyAlg::Rsa(2048))));
 }
 
+/// `renew --csr-only`: the new key of each CSR follows the effective encryptionAlgorithm as a
+/// renewal's does: the cluster's (live, then the kept copy), and the config file's when set.
+#[test]
+fn csr_only_keys_follow_the_cluster_algorithm() {
+    let fx = Fx::new();
+    fx.put(&v1beta4("17520h", "ECDSA-P384"));
+    let csr_only = |config: Option<&str>, dir: &str| -> (String, String) {
+        let d = fx.root().with_extension(dir);
+        let o = fx.run(
+            config,
+            &[
+                "renew",
+                "--csr-only",
+                "--csr-dir",
+                d.to_str().unwrap(),
+                "apiserver",
+            ],
+        );
+        o.ok();
+        let (key, csr) = (d.join("apiserver.key"), d.join("apiserver.csr"));
+        let (key, csr) = (key.to_str().unwrap(), csr.to_str().unwrap());
+        let req = openssl(&["req", "-in", csr, "-noout", "-verify", "-pubkey"]);
+        let pubkey = openssl(&["pkey", "-in", key, "-pubout"]);
+        assert!(
+            req.ends_with(&pubkey),
+            "the CSR is not for its key:\n{req}\n{pubkey}"
+        );
+        let text = openssl(&["pkey", "-in", key, "-noout", "-text"]);
+        (pem_label(Path::new(key)), text)
+    };
+    let (label, text) = csr_only(None, "live");
+    assert_eq!(label, "-----BEGIN EC PRIVATE KEY-----");
+    assert!(text.contains("secp384r1"), "{text}");
+    // The API goes away: the kept copy says the same.
+    fx.api.set_down(true);
+    let (label, text) = csr_only(None, "kept");
+    assert_eq!(label, "-----BEGIN EC PRIVATE KEY-----");
+    assert!(text.contains("secp384r1"), "{text}");
+    // The config file's encryptionAlgorithm wins.
+    let (label, text) = csr_only(Some("encryptionAlgorithm: RSA-3072\n"), "config");
+    assert_eq!(label, "-----BEGIN RSA PRIVATE KEY-----");
+    assert!(text.contains("3072 bit"), "{text}");
+    // The node itself is left as it was: still the RSA-2048 pair.
+    assert_eq!(fx.apiserver().1, Some(KeyAlg::Rsa(2048)));
+}
+
 /// Renew every leaf and kubeconfig with `alg`; every new key passes `openssl pkey -check`,
 /// matches its certificate, and is written as kubeadm writes that algorithm.
 fn every_key_is(alg: EncryptionAlgorithm) {

@@ -77,18 +77,22 @@ fn list_shows_every_kubelet_serving_csr_with_its_rules() {
     assert!(!out.contains("csr-client"), "another signer's CSR listed");
     // Each CSR's rules, one line each, below the table.
     let detail = out.split("\ncsr-steal:\n").nth(1).unwrap();
-    for r in [
-        "signer",
-        "requestor",
-        "usages",
-        "sans",
-        "node-exists",
-        "ip-sans",
-        "dns-sans",
-        "attested",
-    ] {
+    for r in kubeadm_certd::plan::approve::Rule::ALL.map(|r| r.label()) {
         assert!(detail.contains(r), "{r} missing: {detail}");
     }
+    // A decided CSR's rule (a) gives the decision, not a failure.
+    let done = out
+        .split("\ncsr-done:\n")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    assert!(
+        done.contains("  (a) signer: n/a: decided: Approved by Other\n"),
+        "{done}"
+    );
+    assert!(!done.contains("FAIL"), "{done}");
     // Read-only.
     assert!(c.writes().is_empty());
 }
@@ -119,6 +123,12 @@ fn list_json_gives_each_rule_s_result() {
     assert_eq!(ip["result"], "fail", "{ip}");
     assert!(ip["message"].as_str().unwrap().contains("127.0.0.2"));
     assert_eq!(items[0]["state"], "Denied");
+    // Decided: rule (a) is the decision, not a failure; still not approvable.
+    let signer = &items[0]["rules"][0];
+    assert_eq!(signer["rule"], "signer");
+    assert_eq!(signer["result"], "not-applicable", "{signer}");
+    assert_eq!(signer["message"], "decided: Denied by Other");
+    assert_eq!(items[0]["approvable"], false);
     assert_eq!(items[2]["approvable"], true);
     assert_eq!(items[2]["rules"].as_array().unwrap().len(), 8);
 }

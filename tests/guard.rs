@@ -230,9 +230,10 @@ fn near_expiry_ca_blocks_renewals_that_gain_nothing() {
     let forced = n.run_with_config(QUIET, &["renew", "front-proxy-client"]);
     forced.ok();
     assert!(
-        forced
-            .stdout
-            .contains("renewing front-proxy-client gains nothing"),
+        forced.stdout.contains(&format!(
+            "renewing front-proxy-client gains nothing: its CA ends at {}, ",
+            kubeadm_certd::plan::report::format::kubeadm_date(ca_end)
+        )),
         "{}",
         forced.stdout
     );
@@ -436,4 +437,29 @@ fn auto_goes_on_with_a_warning_ten_minutes_after_boot() {
         out.stderr
     );
     assert!(not_after(&api) > OffsetDateTime::now_utc() + 300 * DAY);
+}
+
+/// Right after a renewal, naming the certificate again gains nothing, and not because of the
+/// CA: the note gives the certificate's own dates, never "its CA ends at" with the new
+/// NotAfter (the CA ends years later).
+#[test]
+fn renewing_again_right_away_gains_nothing_and_the_note_says_why() {
+    let n = ec_node(|s| s.leaf_left = 300 * DAY);
+    n.run_with_config(QUIET, &["renew", "apiserver"]).ok();
+    let ends = not_after(&n.pki("apiserver.crt"));
+    let date = kubeadm_certd::plan::report::format::kubeadm_date(ends);
+    for args in [
+        &["renew", "apiserver"][..],
+        &["renew", "all", "--dry-run"][..],
+    ] {
+        let out = n.run_with_config(QUIET, args);
+        out.ok();
+        let note = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("note: renewing apiserver gains nothing"))
+            .unwrap_or_else(|| panic!("{args:?}: no note:\n{}", out.stdout));
+        assert!(!note.contains("CA"), "{args:?}: {note}");
+        assert!(note.contains(&format!("it ends at {date} ")), "{note}");
+    }
 }

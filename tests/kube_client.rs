@@ -12,9 +12,9 @@ use kubeadm_certd::act::cancel::Cancel;
 use kubeadm_certd::kube::approver::decide::{write, Kind, Written};
 use kubeadm_certd::kube::{Kube, KubeError};
 use kubeadm_certd::node::paths::Root;
-use kubeadm_certd::testkit::apiserver::{issue_client, write_kubeconfig, Recorded};
+use kubeadm_certd::testkit::apiserver::{issue_client, write_kubeconfig};
 use std::time::{Duration, Instant};
-use support::kube::{Cluster, ADMIN_CONF, CSRS};
+use support::kube::{calls, Cluster, ADMIN_CONF, CSRS};
 
 /// A client (kube-client's connection worker lives on the runtime that made it, so each test
 /// runs on one runtime).
@@ -31,19 +31,6 @@ async fn admin(c: &Cluster) -> Kube {
 
 fn now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
-}
-
-fn calls(rs: &[Recorded]) -> Vec<String> {
-    rs.iter()
-        .map(|r| {
-            let sub = if r.path_only().ends_with("/approval") {
-                " approval"
-            } else {
-                ""
-            };
-            format!("{}{sub} {}", r.method, r.status)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "current_thread")]

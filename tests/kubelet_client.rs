@@ -369,3 +369,46 @@ fn restart_disabled_revives_without_restarting() {
     assert!(n.systemctl_calls().is_empty(), "{:?}", n.systemctl_calls());
     assert!(r.stderr.contains("restart the kubelet"), "{}", r.stderr);
 }
+
+/// Days from now to the NotAfter of the certificate in `file` (certificate then key).
+fn days_left(file: &Path) -> i64 {
+    let blocks = kubeadm_certd::pki::inspect::pem_blocks(&std::fs::read(file).unwrap()).unwrap();
+    let c = kubeadm_certd::pki::inspect::CertInfo::from_der(&blocks[0].der).unwrap();
+    let left = (c.not_after - time::OffsetDateTime::now_utc()).whole_seconds();
+    (left + 43_200) / 86_400
+}
+
+/// The command line revives for the validity in effect, as the daemon does: the cluster's
+/// `certificateValidityPeriod` (here 17520h, read from the stand-in API server) where the
+/// config sets none, rather than the config file's default year.
+#[test]
+fn revive_follows_the_clusters_validity_like_the_daemon() {
+    use kubeadm_certd::testkit::apiserver::{ApiServer, Options};
+    let doc = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n\
+               certificateValidityPeriod: 17520h0m0s\nkubernetesVersion: v1.33.2\n";
+    for args in [&["kubelet-client", "revive"][..], &["run", "--once"][..]] {
+        let n = RNode::new(Some(time::OffsetDateTime::now_utc() - day()), |_| {});
+        let api = ApiServer::start(Options::for_node(&n.root).unwrap()).unwrap();
+        api.point_kubeconfig(&n.p("etc/kubernetes/admin.conf"))
+            .unwrap();
+        api.put_configmap(
+            "kube-system",
+            "kubeadm-config",
+            &[("ClusterConfiguration", doc)],
+        );
+        if args[0] == "kubelet-client" {
+            let dry = n.run(&["kubelet-client", "revive", "--dry-run"]);
+            dry.assert_ok("--dry-run");
+            assert!(
+                dry.stdout.contains("certificate validity: 730d, from the cluster's ClusterConfiguration (certificateValidityPeriod"),
+                "{}",
+                dry.stdout
+            );
+        }
+        let before = n.link_target();
+        n.run(args).assert_ok(&args.join(" "));
+        assert_ne!(n.link_target(), before, "{args:?}: not revived");
+        assert_eq!(days_left(&n.current_file()), 730, "{args:?}");
+        assert_sound_client(&n, &n.current_file(), "cp1");
+    }
+}

@@ -2,8 +2,8 @@
 //! the stand-in kube-apiserver (issue 17, item 5): one key changes and every other byte of
 //! the embedded KubeletConfiguration stays; the write carries the resourceVersion read and a
 //! 409 is retried; `--node-only` does not touch the API; with the API down the node part is
-//! done, the cluster part recorded as pending and done by the daemon once the API answers;
-//! the versioned name of old clusters.
+//! done, the cluster part recorded as pending and done by the daemon once the API answers
+//! (also by a daemon already running); the versioned name of old clusters.
 
 mod support;
 
@@ -169,6 +169,49 @@ fn node_only_does_not_touch_the_api() {
     assert_eq!(kubelet_text(&c, "kubelet-config"), before);
 }
 
+/// The daemon `d` runs while the API is down and a value is pending: once it has said so,
+/// the API comes back; the ConfigMap gets the key (one line, every other byte as `before`),
+/// the pending file goes, and the daemon said "pending", "set" and "API unreachable" once
+/// each. Returns the "API unreachable" line.
+fn api_back_the_daemon_sets_it_once(c: &Cluster, d: &mut Proc, before: &str) -> String {
+    assert!(
+        d.wait_log(
+            logging::MSG_KUBELET_CONFIGMAP_PENDING,
+            Duration::from_secs(10)
+        ),
+        "the daemon did not say the value is pending: {}",
+        d.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    c.api.set_down(false);
+    assert!(
+        wait_for(Duration::from_secs(30), || kubelet_text(
+            c,
+            "kubelet-config"
+        )
+        .contains("serverTLSBootstrap: true")),
+        "{}",
+        d.log()
+    );
+    assert!(wait_for(Duration::from_secs(5), || !c
+        .root()
+        .join(PENDING)
+        .exists()));
+    d.term();
+    assert_eq!(
+        kubelet_text(c, "kubelet-config").replace("serverTLSBootstrap: true\n", ""),
+        before
+    );
+    for id in [
+        logging::MSG_KUBELET_CONFIGMAP_PENDING,
+        logging::MSG_KUBELET_CONFIGMAP_SET,
+        logging::MSG_API_UNREACHABLE,
+    ] {
+        assert_eq!(d.with_id(id).len(), 1, "{id}: {}", d.log());
+    }
+    d.with_id(logging::MSG_API_UNREACHABLE).remove(0)
+}
+
 #[test]
 fn api_down_the_node_part_is_done_and_the_daemon_does_the_cluster_part_later() {
     let c = Cluster::new(300);
@@ -188,51 +231,12 @@ fn api_down_the_node_part_is_done_and_the_daemon_does_the_cluster_part_later() {
     // waits for the API, then sets the ConfigMap and forgets the pending file.
     let cfg = APPROVER_ON.replace("mode: on", "mode: off");
     let mut d = Proc::daemon(&c, &cfg);
+    let down = api_back_the_daemon_sets_it_once(&c, &mut d, &before);
+    // What waits: the ConfigMap and the ClusterConfiguration, not the approver.
     assert!(
-        d.wait_log(
-            logging::MSG_KUBELET_CONFIGMAP_PENDING,
-            Duration::from_secs(10)
-        ),
-        "{}",
-        d.log()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    c.api.set_down(false);
-    assert!(
-        wait_for(Duration::from_secs(30), || kubelet_text(
-            &c,
-            "kubelet-config"
-        )
-        .contains("serverTLSBootstrap: true")),
-        "{}",
-        d.log()
-    );
-    assert!(wait_for(Duration::from_secs(5), || !c
-        .root()
-        .join(PENDING)
-        .exists()));
-    d.term();
-    assert_eq!(
-        kubelet_text(&c, "kubelet-config").replace("serverTLSBootstrap: true\n", ""),
-        before
-    );
-    assert_eq!(
-        d.with_id(logging::MSG_KUBELET_CONFIGMAP_PENDING).len(),
-        1,
-        "{}",
-        d.log()
-    );
-    assert_eq!(
-        d.with_id(logging::MSG_KUBELET_CONFIGMAP_SET).len(),
-        1,
-        "{}",
-        d.log()
-    );
-    assert_eq!(
-        d.with_id(logging::MSG_API_UNREACHABLE).len(),
-        1,
-        "{}",
-        d.log()
+        down.contains("serverTLSBootstrap: true in the cluster's kubelet-config ConfigMap and reading the cluster's ClusterConfiguration")
+            && !down.contains("approving"),
+        "{down}"
     );
     // The approver was off: no CSR was listed.
     assert!(c
@@ -240,6 +244,33 @@ fn api_down_the_node_part_is_done_and_the_daemon_does_the_cluster_part_later() {
         .requests()
         .iter()
         .all(|r| !r.path.contains("certificatesigningrequests")));
+}
+
+/// The same with the daemon already running: it takes the pending value up after the cycle
+/// the node file's change starts (not only at its next start or reload), and sets it once the
+/// API answers. Its one "API unreachable" line names what waits: not the approver, which is
+/// off here.
+#[test]
+fn a_running_daemon_takes_up_a_value_left_pending() {
+    let c = Cluster::new(300);
+    let before = seed(&c, "kubelet-config");
+    c.api.set_down(true);
+    let cfg = APPROVER_ON.replace("mode: on", "mode: off");
+    let mut d = Proc::daemon(&c, &cfg);
+    assert!(
+        d.wait_log(logging::MSG_API_UNREACHABLE, Duration::from_secs(10)),
+        "{}",
+        d.log()
+    );
+    let (code, out, err) = c.cli(&["kubelet-serving-certs", "enable", "--no-restart"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("The cluster part is pending"), "{out}");
+    let down = api_back_the_daemon_sets_it_once(&c, &mut d, &before);
+    assert!(
+        down.contains("reading the cluster's ClusterConfiguration")
+            && !down.contains("approving kubelet serving CSRs"),
+        "{down}"
+    );
 }
 
 #[test]

@@ -3,6 +3,9 @@
 //! expected output), and the command, run as a binary with tests/fakes/systemctl first on PATH
 //! and a healthz server on a free port, backs up, writes, restarts and waits, or does nothing.
 
+#[path = "support/fakes.rs"]
+mod fakes;
+
 use kubeadm_certd::node::kubelet_edit::edited_text;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -108,15 +111,7 @@ impl Node {
         std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
         std::fs::write(&cfg, node.with_port(&fixture(input))).unwrap();
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let bin = node.dir.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/systemctl");
-        std::fs::copy(fake, bin.join("systemctl")).unwrap();
-        std::fs::set_permissions(
-            bin.join("systemctl"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
+        fakes::install_systemctl(&node.dir.path().join("bin"));
         node
     }
     fn root(&self) -> PathBuf {

@@ -10,6 +10,8 @@
 //! metrics textfile (cycles by trigger, renewals, restarts), its stderr log and stateDir.
 //! The crash case (a command SIGKILLed mid-write) is in manual_while_running_crash.rs.
 
+#[path = "support/fakes.rs"]
+mod fakes;
 #[path = "support/kubelet.rs"]
 mod kubelet;
 mod restart_support;
@@ -18,8 +20,7 @@ use kubelet::KubeletHarness;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use restart_support::{events_after, started_after, Node, NodeOpts, LIMIT};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -38,15 +39,7 @@ fn node(opts: NodeOpts, config: &str) -> Node {
     let n = Node::build(opts);
     std::fs::write(&n.config, config).unwrap();
     std::fs::create_dir_all(n.host("/var/lib/node_exporter/textfile_collector")).unwrap();
-    let bin = bin_dir(&n);
-    std::fs::create_dir_all(&bin).unwrap();
-    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/systemctl");
-    std::fs::copy(fake, bin.join("systemctl")).unwrap();
-    std::fs::set_permissions(
-        bin.join("systemctl"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    fakes::install_systemctl(&bin_dir(&n));
     n
 }
 
@@ -275,38 +268,14 @@ fn restart_while_running_restarts_it_exactly_once() {
     d.stop();
 }
 
-/// A kubelet healthz endpoint on a free loopback port: 200 to every request.
-fn healthz() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut line = String::new();
-            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-            );
-        }
-    });
-    port
-}
-
 #[test]
 fn kubelet_serving_certs_enable_while_running_is_kept_by_the_daemon() {
     // The daemon's own kubelet.serverTLSBootstrap is unset: it must leave the key alone.
     let n = node(NodeOpts::default(), QUIET);
     let kc = n.host("/var/lib/kubelet/config.yaml");
     let t = std::fs::read_to_string(&kc).unwrap();
-    assert!(t.contains("healthzPort: 10248") && !t.contains("serverTLSBootstrap"));
-    std::fs::write(
-        &kc,
-        t.replace("healthzPort: 10248", &format!("healthzPort: {}", healthz())),
-    )
-    .unwrap();
+    assert!(!t.contains("serverTLSBootstrap"));
+    std::fs::write(&kc, fakes::with_live_healthz(&t)).unwrap();
     let d = Daemon::start(&n);
     wait_cycles(&n, &d, "start", 1.0);
     let (out, _) = run(&n, &["kubelet-serving-certs", "enable"]);

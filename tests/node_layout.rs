@@ -12,18 +12,12 @@
 mod support;
 
 use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 use support::daemon_node::config;
+use support::kube::{wait_for, Proc};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kubeadm-certd");
 const KUBELET_CONFIG: &str = "var/lib/kubelet/config.yaml";
 const TEXTFILE: &str = "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom";
 
@@ -44,22 +38,11 @@ impl Node {
         build(&root, &s).unwrap();
         let metrics = root.join(TEXTFILE.trim_start_matches('/'));
         std::fs::create_dir_all(metrics.parent().unwrap()).unwrap();
-        let bin = dir.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/systemctl");
-        std::fs::copy(fake, bin.join("systemctl")).unwrap();
-        std::fs::set_permissions(
-            bin.join("systemctl"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
+        support::fakes::install_systemctl(&dir.path().join("bin"));
         let node = Node { dir };
-        let port = healthz_server();
-        let cfg = node.read_kubelet_config();
-        assert!(cfg.contains("healthzPort: 10248"), "{cfg}");
-        node.write_kubelet_config(
-            &cfg.replace("healthzPort: 10248", &format!("healthzPort: {port}")),
-        );
+        node.write_kubelet_config(&support::fakes::with_live_healthz(
+            &node.read_kubelet_config(),
+        ));
         node
     }
 
@@ -99,7 +82,7 @@ impl Node {
             .sum()
     }
 
-    fn start(&self, cfg_text: &str) -> Daemon {
+    fn start(&self, cfg_text: &str) -> Proc {
         // No clock warning on a machine whose NTP state the test cannot choose.
         let cfg = config(
             self.dir.path(),
@@ -110,89 +93,20 @@ impl Node {
             self.dir.path().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut child = Command::new(BIN)
-            .arg("--root")
-            .arg(self.root())
-            .arg("--config")
-            .arg(&cfg)
-            .arg("run")
-            .env("PATH", path)
-            .env("FAKE_SYSTEMCTL_LOG", self.dir.path().join("systemctl.log"))
-            .env("KUBEADM_CERTD_LOG", "kubeadm_certd=debug")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("FAKE_SYSTEMCTL_STATE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(l);
-            }
-        });
-        Daemon { child, lines }
+        Proc::start_env(
+            &self.root(),
+            Some(&cfg),
+            &["run"],
+            true,
+            &[
+                ("PATH", path),
+                (
+                    "FAKE_SYSTEMCTL_LOG",
+                    self.dir.path().join("systemctl.log").display().to_string(),
+                ),
+            ],
+        )
     }
-}
-
-/// The daemon, with its stderr (its log) collected.
-struct Daemon {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn stop(mut self) -> String {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
-        let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(100));
-        self.log()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A healthz endpoint on a free loopback port that answers 200 to everything.
-fn healthz_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut line = String::new();
-            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-            );
-        }
-    });
-    port
-}
-
-fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 fn has_key(cfg: &str) -> bool {

@@ -2,6 +2,9 @@
 //! `repair-kubelet-conf`, which changes only the two credential entries, keeps a backup, and
 //! refuses (changing nothing) unless kubelet-client-current.pem is present and sound.
 
+#[path = "support/fakes.rs"]
+mod fakes;
+
 use base64::Engine;
 use kubeadm_certd::act::kubelet::conf::{self as kubelet_conf, Repair};
 use kubeadm_certd::config::Settings;
@@ -10,7 +13,6 @@ use kubeadm_certd::node::NodePaths;
 use kubeadm_certd::pki::inspect::KeyAlg;
 use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -261,39 +263,12 @@ fn command_repairs_then_restarts_the_kubelet() {
     let (original, _) = embed(&root);
 
     // A healthz endpoint on a free port, named in the node's kubelet config.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut line = String::new();
-            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-            );
-        }
-    });
     let cfg = root.join("var/lib/kubelet/config.yaml");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("healthzPort: 10248", &format!("healthzPort: {port}"));
+    let text = fakes::with_live_healthz(&std::fs::read_to_string(&cfg).unwrap());
     std::fs::write(&cfg, text).unwrap();
 
     let bin = d.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/systemctl"),
-        bin.join("systemctl"),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        bin.join("systemctl"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    fakes::install_systemctl(&bin);
     let log = d.path().join("systemctl.log");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeadm-certd"))
         .arg("--root")

@@ -3,8 +3,10 @@
 //! feed the watchdog only while work moves. Whoever owns the process's signals (the CLI, the
 //! daemon) sets it; the acting code only reads it.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Cloneable; all clones share one flag and one progress counter.
 #[derive(Debug, Clone, Default)]
@@ -42,5 +44,28 @@ impl Cancel {
     /// The progress counter (changes while work moves).
     pub fn progress(&self) -> u64 {
         self.progress.load(Ordering::Relaxed)
+    }
+}
+
+/// Run `f` until it finishes, `bound` passes, or `stop()` says so (looked at every `poll`):
+/// how the async clients (etcd's, the Kubernetes API's) bound a call and honour SIGTERM while
+/// a server hangs. `None` when it did not finish.
+pub async fn race<F: Future>(
+    f: F,
+    bound: Duration,
+    poll: Duration,
+    stop: impl Fn() -> bool,
+) -> Option<F::Output> {
+    let deadline = tokio::time::Instant::now() + bound;
+    tokio::pin!(f);
+    loop {
+        if stop() {
+            return None;
+        }
+        let tick = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + poll));
+        tokio::select! {
+            v = &mut f => return Some(v),
+            _ = tick => if tokio::time::Instant::now() >= deadline { return None },
+        }
     }
 }

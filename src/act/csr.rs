@@ -5,10 +5,11 @@
 
 use crate::act::renew::{Prepared, Renewed};
 use crate::act::store::atomic;
+use crate::node::cluster_config::EncryptionAlgorithm;
 use crate::node::NodePaths;
-use crate::pki::inspect::{self, CertInfo, KeyAlg};
+use crate::pki::inspect::{self, CertInfo};
 use crate::pki::issue::{self, subject_of};
-use crate::pki::keys::{self, KeyFormat};
+use crate::pki::keys;
 use crate::pki::material::{FileProblem, Loaded};
 use crate::plan::scan::Scan;
 use anyhow::{anyhow, bail, Context, Result};
@@ -37,12 +38,18 @@ pub struct CsrsWritten {
 }
 
 /// Write `<dir>/<name>.key` and `<dir>/<name>.csr` for each named certificate that exists.
-/// Existing files are never overwritten.
+/// Existing files are never overwritten. The new key follows `algorithm` (the config's
+/// `encryptionAlgorithm`, else the cluster's ClusterConfiguration's) exactly as a renewal's
+/// does (`keys::new_key_spec`), as kubeadm's renewal manager makes a CSR's key with
+/// `EncryptionAlgorithm: rm.cfg.EncryptionAlgorithmType()` (kubernetes/kubernetes
+/// `cmd/kubeadm/app/phases/certs/renewal/manager.go`, `CreateRenewCSR`); with no algorithm
+/// known, the old key's algorithm and form, as before.
 pub fn write_csrs(
     paths: &NodePaths,
     scan: &Scan,
     names: &[String],
     dir: &Path,
+    algorithm: Option<EncryptionAlgorithm>,
 ) -> Result<CsrsWritten> {
     let mut todo = Vec::new();
     let mut out = CsrsWritten::default();
@@ -72,9 +79,7 @@ pub fn write_csrs(
     }
     atomic::create_dir_all_mode(dir, 0o700)?;
     for (l, key_path, csr_path) in todo {
-        let alg: KeyAlg = l
-            .leaf
-            .key_alg
+        let (alg, format) = keys::new_key_spec(algorithm, l.leaf.key_alg, l.key_format())
             .ok_or_else(|| anyhow!("{}: unsupported key algorithm", l.handler.name))?;
         let key = keys::generate(alg)?;
         let mut p = CertificateParams::default();
@@ -92,7 +97,6 @@ pub fn write_csrs(
         let csr = p
             .serialize_request(&key)
             .with_context(|| format!("{}: building the CSR", l.handler.name))?;
-        let format = l.key_format().unwrap_or(KeyFormat::kubeadm_default(alg));
         atomic::write_atomic(
             &key_path,
             keys::encode(&key, alg, format)?.as_bytes(),

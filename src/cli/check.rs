@@ -84,9 +84,15 @@ fn options(ctx: &Ctx, live: Option<&str>) -> report::style::Options {
         style: report::style::Style::for_version(found.map(|d| d.version)),
         // kubeadm prints its "Reading configuration from the ... ConfigMap" lines when it reads
         // the ConfigMap: here only when this run read a usable copy live (a short bounded
-        // attempt). kubeadm also prints them, followed by "Error reading configuration from
-        // the Cluster. Falling back to default configuration", when its read fails; issue 18
-        // asks for the header only when the ConfigMap was actually read, so neither is printed.
+        // attempt). When admin.conf exists and the read fails, kubeadm prints the same two
+        // lines (FetchInitConfigurationFromCluster prints them before it asks) and then
+        // `printer.Printf("[%s] Error reading configuration from the Cluster. Falling back to
+        // default configuration\n\n", logPrefix)` (kubernetes/kubernetes
+        // cmd/kubeadm/app/cmd/certs.go, getInternalCfg, v1.30+ with the output printer).
+        // Decided not to print any of it then: issue 18 asks for the header only after a
+        // real read; the fallback line alone is not kubeadm's output either (it never comes
+        // without the header); and it would be untrue here, where a failed read falls back to
+        // the ClusterConfiguration kept in the state dir, not to kubeadm's defaults.
         configmap_read: live.is_some(),
     }
 }

@@ -8,8 +8,8 @@ use crate::context::{approver_env, cancel_on_signals, Ctx};
 use crate::kube::approver::decide::{approve_message, failure_line, write, Kind, Written};
 use crate::kube::approver::{gather, Facts};
 use crate::kube::client::Kube;
-use crate::kube::views::{csr_view, is_pending, state};
-use crate::plan::approve::{self as rules, Rule, Verdict};
+use crate::kube::views::{csr_view, decision, is_pending, state};
+use crate::plan::approve::{self as rules, Outcome, Rule, Verdict};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -55,10 +55,25 @@ async fn rows(ctx: &Ctx, kube: &Kube) -> Result<(Vec<Row>, Facts)> {
                 facts.host.as_ref(),
                 &env.policy,
             );
+            let verdict = shown(&csr, verdict);
             Row { csr, verdict }
         })
         .collect();
     Ok((rows, facts))
+}
+
+/// What an operator is shown. For a CSR already decided, rule (a)'s "already Approved" is no
+/// failure of the CSR but the decision itself: it reads `n/a: decided: Approved by REASON`.
+/// The verdict stays unapprovable ((a) is not a pass), as `evaluate` says for the approver.
+fn shown(csr: &crate::kube::client::Csr, mut verdict: Verdict) -> Verdict {
+    let v = csr_view(csr);
+    if is_pending(&v) || v.signer_name != rules::KUBELET_SERVING_SIGNER {
+        return verdict;
+    }
+    if let Some((_, o)) = verdict.checks.iter_mut().find(|(r, _)| *r == Rule::Signer) {
+        *o = Outcome::NotApplicable(format!("decided: {}", decision(csr)));
+    }
+    verdict
 }
 
 fn age(created: Option<OffsetDateTime>, now: OffsetDateTime) -> String {

@@ -75,7 +75,7 @@ fn cluster_part(ctx: &Ctx, enable: bool, cancel: &crate::act::cancel::Cancel) ->
         }
         Some(Err(e)) if e.transient() => {
             crate::act::kubelet::pending::write(&ctx.paths, enable, now())?;
-            println!("The cluster part is pending: {e}. The daemon sets {KEY}: {enable} in the kubelet-config ConfigMap when the API answers (at its next start or `systemctl reload kubeadm-certd`).");
+            println!("The cluster part is pending: {e}. The daemon sets {KEY}: {enable} in the kubelet-config ConfigMap when the API answers (a running daemon takes it up after its next cycle, a stopped one when it starts).");
         }
         Some(Err(e)) => anyhow::bail!("this node's kubelet config is done, the cluster's is not: {e}"),
     }

@@ -10,6 +10,15 @@ use time::OffsetDateTime;
 
 /// `kubelet-client revive`: the daemon's revival on demand (whatever
 /// `kubelet.reviveClientCert` says: asking is the operator's decision).
+///
+/// Valid for `certificateValidity` as it is in effect (the config file's, else the cluster's
+/// `certificateValidityPeriod`, live or kept; clamped to the CA), as the daemon's revival: the
+/// cycle renews and revives with the same effective settings. That is kubeadm's rule for the
+/// node client certificate it issues itself (kubelet.conf's `system:node:NAME` at init, and
+/// `kubeadm kubeconfig user`: NotAfter = start + `CertificateValidityPeriod`,
+/// kubernetes/kubernetes `cmd/kubeadm/app/phases/kubeconfig/kubeconfig.go` and
+/// `cmd/kubeadm/app/cmd/kubeconfig.go`, v1.31+). The kubelet rotates it from 70-90 % of its
+/// life on, at kube-controller-manager's `--cluster-signing-duration`, once the API answers.
 pub fn revive(ctx: &Ctx, dry_run: bool, now: OffsetDateTime) -> Result<()> {
     let cancel = cancel_on_signals();
     let _lock = if dry_run {
@@ -17,6 +26,8 @@ pub fn revive(ctx: &Ctx, dry_run: bool, now: OffsetDateTime) -> Result<()> {
     } else {
         Some(ctx.lock_and_recover("kubelet-client revive", &cancel)?)
     };
+    let (ctx, _) = super::cluster_config::for_command(ctx, &cancel, !dry_run);
+    let ctx = &ctx;
     let paths = &ctx.paths;
     let scan = crate::plan::scan::scan(paths);
     let verdict = decide(&scan, now, true);
@@ -63,6 +74,10 @@ pub fn revive(ctx: &Ctx, dry_run: bool, now: OffsetDateTime) -> Result<()> {
         println!(
             "  issue O=system:nodes, CN=system:node:{node} (ECDSA P-256, clientAuth) with {}, valid until {until}",
             paths.show(&paths.pki.join("ca.crt")),
+        );
+        println!(
+            "  {}",
+            crate::plan::cluster_inputs::describe_validity(&ctx.settings)
         );
         println!(
             "  write {}/kubelet-client-<now>.pem, point {} at it, restart the kubelet",

@@ -75,21 +75,42 @@ fn item_line(i: &plan::Item, now: OffsetDateTime) -> Option<String> {
     })
 }
 
-/// Named certificates are renewed even when that gains nothing (issue 12); say why.
-fn no_gain_notes(plan: &Plan, check_interval: std::time::Duration) {
+/// Named certificates are renewed even when that gains nothing (issue 12); say why: the CA's
+/// end clamps the new NotAfter (then the date is the CA's), or the certificate already ends
+/// about as late as a renewal now would (renewed recently: then the dates are its own and the
+/// CA has nothing to do with it).
+fn no_gain_notes(plan: &Plan, scan: &crate::plan::scan::Scan, check_interval: std::time::Duration) {
+    let within = crate::logging::human_duration(check_interval);
     for i in &plan.items {
-        let (Decision::Renew { new_not_after, .. }, Some(old)) = (&i.decision, i.old_not_after)
+        let (
+            Decision::Renew {
+                new_not_after,
+                clamped,
+            },
+            Some(old),
+        ) = (&i.decision, i.old_not_after)
         else {
             continue;
         };
-        if !crate::plan::guard::gains(old, *new_not_after, check_interval) {
-            println!(
-                "note: renewing {} gains nothing: its CA ends at {}, which clamps the new NotAfter to within {} of the current one; renewing anyway because it was asked for. Rotate the {} CA",
-                i.handler.name,
-                kubeadm_date(*new_not_after),
-                crate::logging::human_duration(check_interval),
-                i.handler.ca.name()
-            );
+        if crate::plan::guard::gains(old, *new_not_after, check_interval) {
+            continue;
+        }
+        let (name, ca) = (i.handler.name, i.handler.ca);
+        let ca_end = scan
+            .ca(ca)
+            .and_then(|c| c.cert.as_ref())
+            .map(|c| c.not_after);
+        match ca_end.filter(|_| *clamped) {
+            Some(end) => println!(
+                "note: renewing {name} gains nothing: its CA ends at {}, which clamps the new NotAfter to within {within} of the current one; renewing anyway because it was asked for. Rotate the {} CA",
+                kubeadm_date(end),
+                ca.name()
+            ),
+            None => println!(
+                "note: renewing {name} gains nothing: it ends at {} and a renewal now would end at {}, not {within} or more later (it was renewed recently, or with a longer validity); renewing anyway because it was asked for",
+                kubeadm_date(old),
+                kubeadm_date(*new_not_after)
+            ),
         }
     }
 }
@@ -167,7 +188,13 @@ pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
             .filter(|i| !matches!(i.decision, Decision::Skip(Skip::NotDue)))
             .map(|i| i.handler.name.to_string())
             .collect();
-        let out = crate::act::csr::write_csrs(&ctx.paths, &scan, &names, &dir)?;
+        let out = crate::act::csr::write_csrs(
+            &ctx.paths,
+            &scan,
+            &names,
+            &dir,
+            ctx.settings.encryption_algorithm,
+        )?;
         for m in &out.missing {
             println!("MISSING! {m}");
         }
@@ -177,7 +204,7 @@ pub fn run(ctx: &Ctx, args: &RenewArgs, now: OffsetDateTime) -> Result<()> {
         return Ok(());
     }
     let restarts = crate::plan::restarts::for_plan(&ctx.paths, &plan);
-    no_gain_notes(&plan, ctx.settings.check_interval);
+    no_gain_notes(&plan, &scan, ctx.settings.check_interval);
     if args.dry_run {
         print_dry_run(&plan, now, &restarts);
         println!("Renewing with:");

@@ -101,19 +101,7 @@ const CALL_BOUND: Duration = Duration::from_secs(120);
 
 /// Run `f` until it finishes, `bound` passes or `cancel` says stop.
 async fn race<F: Future>(f: F, bound: Duration, cancel: &dyn Fn() -> bool) -> Option<F::Output> {
-    let deadline = tokio::time::Instant::now() + bound;
-    tokio::pin!(f);
-    loop {
-        if cancel() {
-            return None;
-        }
-        let tick =
-            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + CANCEL_POLL));
-        tokio::select! {
-            v = &mut f => return Some(v),
-            _ = tick => if tokio::time::Instant::now() >= deadline { return None },
-        }
-    }
+    crate::act::cancel::race(f, bound, CANCEL_POLL, cancel).await
 }
 
 impl Coordinator {

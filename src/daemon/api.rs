@@ -1,8 +1,9 @@
 //! The daemon's Kubernetes side (issue 17), as tokio tasks on its current-thread runtime:
 //! the kubelet serving CSR approver (`approver.mode`), and `serverTLSBootstrap` in the
 //! kubelet-config ConfigMap (`kubelet.serverTLSBootstrap`, or a value left pending by
-//! `kubelet-serving-certs`). Started at start-up and again after each reload; the cycle never
-//! waits for them. Their counters reach the metrics textfile through a shared handle.
+//! `kubelet-serving-certs`, noticed after each cycle). Started at start-up; a reload restarts
+//! only what its changes concern. The cycle never waits for them. Their counters reach the
+//! metrics textfile through a shared handle, and last from start to exit.
 
 use crate::act::cancel::Cancel;
 use crate::act::kubelet::pending;
@@ -19,25 +20,70 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// The running tasks; dropping this stops them.
+/// What the client and its tasks were started with. A reload that changes none of it keeps
+/// them running, with their counters and standing conditions (issue 17: a SIGHUP that
+/// changed nothing here must not reset `kubeadm_certd_csr_approved_total` or say "API
+/// unreachable" again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Basis {
+    mode: ApproverMode,
+    kubeconfig: String,
+    deny: bool,
+    ip_prefixes: Vec<String>,
+    dns_pattern: Option<String>,
+    /// Every node path the approver's facts come from (internal comparison only).
+    paths: String,
+    /// The kubeconfig's bytes: a renewed admin.conf gives a new client at the next reload.
+    credentials: Option<Vec<u8>>,
+}
+
+impl Basis {
+    fn of(ctx: &Ctx) -> Basis {
+        let a = &ctx.settings.approver;
+        Basis {
+            mode: a.mode,
+            kubeconfig: a.kubeconfig.clone(),
+            deny: a.deny,
+            ip_prefixes: a.ip_prefixes.iter().map(|p| p.to_string()).collect(),
+            dns_pattern: a.dns_pattern.as_ref().map(|d| d.as_str().to_string()),
+            paths: format!("{:?}", ctx.paths),
+            credentials: crate::node::fsread::read_node_file(
+                &ctx.paths.root,
+                &ctx.paths.root.resolve(&a.kubeconfig),
+            )
+            .ok(),
+        }
+    }
+}
+
+/// The running tasks; dropping this stops them. The counters outlive the tasks: they are
+/// the daemon's, from start to exit.
 #[derive(Default)]
 pub struct KubeTasks {
-    handles: Vec<JoinHandle<()>>,
-    stats: Option<Shared>,
+    kube: Option<Kube>,
+    basis: Option<Basis>,
+    stats: Shared,
+    approver: Option<JoinHandle<()>>,
+    refresh: Option<JoinHandle<()>>,
+    /// The kubelet-config ConfigMap task and the value it sets.
+    configmap: Option<(bool, JoinHandle<()>)>,
+    /// The pending request (value, since) last taken up, so that each is taken up once.
+    pending_seen: Option<(bool, String)>,
 }
 
 impl Drop for KubeTasks {
     fn drop(&mut self) {
-        self.handles.iter().for_each(JoinHandle::abort);
+        self.stop();
     }
 }
 
 impl KubeTasks {
-    /// What the metrics textfile reads.
+    /// What the metrics textfile reads (nothing without a client).
     pub fn source(&self) -> KubeSource {
-        let Some(s) = self.stats.clone() else {
+        if self.kube.is_none() {
             return KubeSource::default();
-        };
+        }
+        let s = self.stats.clone();
         KubeSource(Some(Arc::new(move || {
             let s = s.snapshot();
             KubeGauges {
@@ -51,15 +97,69 @@ impl KubeTasks {
     }
 
     /// Start what the settings ask for. Connecting reads only the kubeconfig; nothing here
-    /// waits for the API.
+    /// waits for the API. `kubelet.serverTLSBootstrap`, when set, goes to the ConfigMap;
+    /// otherwise a value `kubelet-serving-certs` left pending does.
     pub async fn start(ctx: &Ctx, cancel: &Cancel) -> KubeTasks {
+        let mut t = KubeTasks::default();
+        t.follow(ctx, cancel).await;
+        t
+    }
+
+    /// After a reload, as at start, but the client and its tasks are restarted only when
+    /// what they were started with changed, and a ConfigMap value already on its way is not
+    /// started again. A ConfigMap value that failed for good is tried again.
+    pub async fn reload(&mut self, ctx: &Ctx, cancel: &Cancel) {
+        self.follow(ctx, cancel).await;
+    }
+
+    async fn follow(&mut self, ctx: &Ctx, cancel: &Cancel) {
+        let basis = Basis::of(ctx);
+        // A ConfigMap value still on its way survives a new client.
+        let mut carried = None;
+        if self.basis.as_ref() != Some(&basis) {
+            carried = self
+                .configmap
+                .as_ref()
+                .filter(|(_, h)| !h.is_finished())
+                .map(|(v, _)| *v);
+            self.stop();
+            self.basis = Some(basis);
+            self.connect(ctx, cancel).await;
+        }
+        if self.kube.is_none() {
+            return;
+        }
+        let setting = ctx.settings.kubelet_server_tls_bootstrap;
+        if let Some(v) = setting.or(carried) {
+            self.set_configmap(v, &ctx.paths);
+        }
+        // The setting wins over what is pending now; a request written after this is taken
+        // up at the next look.
+        self.pending_seen = match setting {
+            Some(_) => pending::read_request(&ctx.paths),
+            None => None,
+        };
+        self.notice_pending(&ctx.paths);
+    }
+
+    /// Stop the client's tasks (the counters stay).
+    fn stop(&mut self) {
+        let tasks = [self.approver.take(), self.refresh.take()];
+        tasks
+            .into_iter()
+            .flatten()
+            .chain(self.configmap.take().map(|(_, h)| h))
+            .for_each(|h| h.abort());
+        let mut s = self.stats.lock();
+        s.approver_on = false;
+        s.configmap = None;
+        s.pending.clear();
+    }
+
+    /// Connect and start the approver (by its mode) and the ClusterConfiguration refresh.
+    async fn connect(&mut self, ctx: &Ctx, cancel: &Cancel) {
         let a = &ctx.settings.approver;
         let paths = &ctx.paths;
-        let configmap = ctx
-            .settings
-            .kubelet_server_tls_bootstrap
-            .or_else(|| pending::read(paths));
-        let approve = a.mode != ApproverMode::Off;
         // The ClusterConfiguration refresh (issue 18) runs wherever the kubeconfig exists,
         // whatever the approver's mode: the client is needed in every case.
         let kube = match Kube::connect(&paths.root, &a.kubeconfig, cancel).await {
@@ -73,7 +173,8 @@ impl KubeTasks {
                         a.kubeconfig
                     );
                 }
-                return KubeTasks::default();
+                self.kube = None;
+                return;
             }
             Err(e) => {
                 if logging::once_a_day("approver-kubeconfig") {
@@ -83,15 +184,18 @@ impl KubeTasks {
                         "cannot use the Kubernetes API: {e}"
                     );
                 }
-                return KubeTasks::default();
+                self.kube = None;
+                return;
             }
         };
-        let stats = Shared::default();
-        let mut handles = Vec::new();
-        if approve {
+        // Another API server is another spell of (un)reachability.
+        if self.kube.as_ref().map(Kube::url) != Some(kube.url()) {
+            self.stats.lock().reachable = None;
+        }
+        if a.mode != ApproverMode::Off {
             // Set before the task first runs, so that the textfile written by the next cycle
             // already carries the approver's series.
-            stats.lock().approver_on = true;
+            self.stats.lock().approver_on = true;
             let env = crate::context::approver_env(ctx);
             tracing::debug!(
                 "approver starting with {} ({}; CSRs that fail a rule are {})",
@@ -103,30 +207,54 @@ impl KubeTasks {
                 },
                 if a.deny { "denied" } else { "left pending" }
             );
-            handles.push(tokio::spawn(approver::run(
+            self.approver = Some(tokio::spawn(approver::run(
                 kube.clone(),
                 env,
-                stats.clone(),
+                self.stats.clone(),
             )));
         }
-        handles.push(tokio::spawn(super::cluster_config::refresh(
+        self.refresh = Some(tokio::spawn(super::cluster_config::refresh(
             kube.clone(),
             paths.clone(),
-            stats.clone(),
+            self.stats.clone(),
             now,
         )));
-        if let Some(enable) = configmap {
-            handles.push(tokio::spawn(cluster_kubelet_config(
-                kube,
-                enable,
-                paths.clone(),
-                stats.clone(),
-            )));
+        self.kube = Some(kube);
+    }
+
+    /// Take up a value `kubelet-serving-certs` left pending since the last look (issue 17
+    /// item 5): the daemon looks after each cycle, and a command that changes the node file
+    /// starts one. Each request is taken up once; one for the value already on its way
+    /// changes nothing.
+    pub fn notice_pending(&mut self, paths: &NodePaths) {
+        if self.kube.is_none() {
+            return;
         }
-        KubeTasks {
-            handles,
-            stats: Some(stats),
+        let Some(request) = pending::read_request(paths) else {
+            return;
+        };
+        if self.pending_seen.as_ref() == Some(&request) {
+            return;
         }
+        let enable = request.0;
+        self.pending_seen = Some(request);
+        self.set_configmap(enable, paths);
+    }
+
+    /// Have the ConfigMap task set `enable`, unless it is already doing so.
+    fn set_configmap(&mut self, enable: bool, paths: &NodePaths) {
+        let Some(kube) = self.kube.clone() else {
+            return;
+        };
+        if let Some((v, h)) = &self.configmap {
+            if *v == enable && !h.is_finished() {
+                return;
+            }
+            h.abort();
+        }
+        self.stats.lock().configmap = Some(enable);
+        let task = cluster_kubelet_config(kube, enable, paths.clone(), self.stats.clone());
+        self.configmap = Some((enable, tokio::spawn(task)));
     }
 }
 
@@ -158,6 +286,7 @@ async fn cluster_kubelet_config(kube: Kube, enable: bool, paths: NodePaths, stat
                 if let Err(e) = pending::clear(&paths) {
                     tracing::warn!(ACTION = "kubelet-config", "{e:#}");
                 }
+                stats.lock().configmap = None;
                 return;
             }
             Err(CmError::Kube(crate::kube::KubeError::Cancelled)) => return,
@@ -181,8 +310,9 @@ async fn cluster_kubelet_config(kube: Kube, enable: bool, paths: NodePaths, stat
                 tracing::error!(
                     MESSAGE_ID = logging::MSG_KUBELET_CONFIGMAP_FAILED,
                     ACTION = "kubelet-config",
-                    "serverTLSBootstrap: {enable} not set in the cluster's kubelet ConfigMap: {e} (tried again at the next start or reload)"
+                    "serverTLSBootstrap: {enable} not set in the cluster's kubelet ConfigMap: {e} (tried again at the next start or reload, or when `kubelet-serving-certs` asks again)"
                 );
+                stats.lock().configmap = None;
                 return;
             }
         }

@@ -50,14 +50,7 @@ async fn read_and_keep(
         Err(e) if e.transient() => return Outcome::Retry,
         Err(e) => {
             let line = format!("{e}; renewals use the copy last read, or renew as without one");
-            if said.as_deref() != Some(line.as_str()) {
-                tracing::warn!(
-                    MESSAGE_ID = logging::MSG_CLUSTER_CONFIG_FAILED,
-                    ACTION = "cluster-config",
-                    "{line}"
-                );
-                *said = Some(line);
-            }
+            warn_once(said, logging::MSG_CLUSTER_CONFIG_FAILED, line);
             return Outcome::Done;
         }
     };
@@ -67,14 +60,7 @@ async fn read_and_keep(
             let line = format!(
                 "ConfigMap {CONFIGMAP}, key {DATA_KEY}: {e}; not used (renewals use the copy last read, or renew as without one)"
             );
-            if said.as_deref() != Some(line.as_str()) {
-                tracing::warn!(
-                    MESSAGE_ID = logging::MSG_CLUSTER_CONFIG_INVALID,
-                    ACTION = "cluster-config",
-                    "{line}"
-                );
-                *said = Some(line);
-            }
+            warn_once(said, logging::MSG_CLUSTER_CONFIG_INVALID, line);
             return Outcome::Done;
         }
     };
@@ -100,14 +86,7 @@ async fn read_and_keep(
         }
         Ok(Err(e)) => {
             let line = format!("keeping the ClusterConfiguration: {e:#}");
-            if said.as_deref() != Some(line.as_str()) {
-                tracing::warn!(
-                    MESSAGE_ID = logging::MSG_CLUSTER_CONFIG_FAILED,
-                    ACTION = "cluster-config",
-                    "{line}"
-                );
-                *said = Some(line);
-            }
+            warn_once(said, logging::MSG_CLUSTER_CONFIG_FAILED, line);
         }
         Err(e) => tracing::warn!(
             ACTION = "cluster-config",
@@ -115,6 +94,15 @@ async fn read_and_keep(
         ),
     }
     Outcome::Done
+}
+
+/// Warn `line` with `message_id`, unless it is what was last said (a standing problem is said
+/// once, not at every refresh).
+fn warn_once(said: &mut Option<String>, message_id: &str, line: String) {
+    if said.as_deref() != Some(line.as_str()) {
+        tracing::warn!(MESSAGE_ID = message_id, ACTION = "cluster-config", "{line}");
+        *said = Some(line);
+    }
 }
 
 /// The task: read now, then every [`REFRESH`]; while the API does not answer, retry with

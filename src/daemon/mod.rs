@@ -249,6 +249,7 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                 if let Some(rep) = &rep {
                     w.forget_own(&ctx.paths, &rep.own);
                 }
+                kube.notice_pending(&ctx.paths);
                 next = rotation::next_cycle(next_at(&ctx.settings), rep.as_ref());
             }
             _ = w.changed() => {
@@ -267,6 +268,8 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                 if let Some(rep) = run_and_report(&ctx, &mut state, "change", &cancel).await {
                     w.forget_own(&ctx.paths, &rep.own);
                 }
+                // `kubelet-serving-certs` with the API down leaves the ConfigMap part pending.
+                kube.notice_pending(&ctx.paths);
             }
             _ = wd_tick.tick(), if wd.is_some() => notify::watchdog(),
             _ = sighup.recv() => {
@@ -283,9 +286,9 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                         if kubelet_changed {
                             apply_kubelet_setting(&ctx, &cancel).await;
                         }
-                        // The approver and the ConfigMap task follow the new settings.
-                        drop(std::mem::take(&mut kube));
-                        kube = api::KubeTasks::start(&ctx, &cancel).await;
+                        // The approver and the ConfigMap task follow the new settings,
+                        // restarted only where they changed (their counters stay).
+                        kube.reload(&ctx, &cancel).await;
                         state.counters.kube = kube.source();
                         notify::ready("configuration reloaded");
                         next = tokio::time::Instant::now();

@@ -40,19 +40,7 @@ pub struct Kube {
 
 /// Run `f` until it finishes, `bound` passes, or `cancel` is set.
 pub async fn race<F: Future>(f: F, bound: Duration, cancel: &Cancel) -> Option<F::Output> {
-    let deadline = tokio::time::Instant::now() + bound;
-    tokio::pin!(f);
-    loop {
-        if cancel.is_cancelled() {
-            return None;
-        }
-        let tick =
-            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + CANCEL_POLL));
-        tokio::select! {
-            v = &mut f => return Some(v),
-            _ = tick => if tokio::time::Instant::now() >= deadline { return None },
-        }
-    }
+    crate::act::cancel::race(f, bound, CANCEL_POLL, || cancel.is_cancelled()).await
 }
 
 /// Sleep for `d`, or less when a stop is requested; false when stopped.

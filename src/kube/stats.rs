@@ -21,6 +21,33 @@ pub struct Stats {
     pub denied: BTreeMap<(String, String), u64>,
     /// Pending kubelet-serving CSRs and when each was created.
     pub pending: BTreeMap<String, Option<OffsetDateTime>>,
+    /// `serverTLSBootstrap` waiting to be set in the kubelet-config ConfigMap, if any.
+    pub configmap: Option<bool>,
+}
+
+/// What waits for the API while it does not answer, for the one line that says so: only
+/// what runs (the approver when on, the kubelet-config ConfigMap when a value is pending), and
+/// always the read of the ClusterConfiguration (every task that notes reachability runs
+/// beside it).
+pub fn waiting(s: &Stats) -> String {
+    let mut w = Vec::new();
+    if s.approver_on {
+        w.push("approving kubelet serving CSRs".to_string());
+    }
+    if let Some(v) = s.configmap {
+        w.push(format!(
+            "serverTLSBootstrap: {v} in the cluster's kubelet-config ConfigMap"
+        ));
+    }
+    w.push(
+        "reading the cluster's ClusterConfiguration (renewals use the copy kept in the state dir, if any)"
+            .into(),
+    );
+    match w.split_last() {
+        Some((last, [])) => format!("{last} waits"),
+        Some((last, rest)) => format!("{} and {last} wait", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// A cloneable handle on the shared numbers.
@@ -52,12 +79,15 @@ impl Shared {
 
     /// A call found the API unreachable (`why`): logged once per spell, with what waits.
     pub fn unreachable(&self, why: &str) {
-        let was = self.lock().reachable.replace(false);
+        let (was, waits) = {
+            let mut s = self.lock();
+            (s.reachable.replace(false), waiting(&s))
+        };
         if was != Some(false) {
             tracing::warn!(
                 MESSAGE_ID = logging::MSG_API_UNREACHABLE,
                 ACTION = "kube-api",
-                "{why}; approving kubelet serving CSRs and the cluster-wide kubelet config wait for it (retrying quietly); renewals and restarts go on without it"
+                "{why}; {waits} for it (retrying quietly); renewals and restarts go on without it"
             );
         }
     }
@@ -119,6 +149,23 @@ mod tests {
         assert_eq!(
             pending_older_than(&s.snapshot(), now, time::Duration::minutes(5)),
             1
+        );
+    }
+
+    #[test]
+    fn the_unreachable_line_names_only_what_waits() {
+        let mut s = Stats::default();
+        let read = "reading the cluster's ClusterConfiguration (renewals use the copy kept in the state dir, if any)";
+        assert_eq!(waiting(&s), format!("{read} waits"));
+        s.configmap = Some(true);
+        assert_eq!(
+            waiting(&s),
+            format!("serverTLSBootstrap: true in the cluster's kubelet-config ConfigMap and {read} wait")
+        );
+        s.approver_on = true;
+        assert_eq!(
+            waiting(&s),
+            format!("approving kubelet serving CSRs, serverTLSBootstrap: true in the cluster's kubelet-config ConfigMap and {read} wait")
         );
     }
 }

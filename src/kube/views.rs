@@ -53,6 +53,27 @@ pub fn is_pending(v: &CsrView) -> bool {
     !(v.approved || v.denied || v.failed || v.has_certificate)
 }
 
+/// How a decided CSR was decided, from its conditions with status "True" and their reasons:
+/// `Approved by KubectlApprove, certificate issued`, `Denied by KubeadmCertdDeny`.
+pub fn decision(c: &Csr) -> String {
+    let mut parts: Vec<String> = c
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|x| x.status == "True")
+        .map(|x| match x.reason.as_deref().filter(|r| !r.is_empty()) {
+            Some(r) => format!("{} by {r}", x.type_),
+            None => x.type_.clone(),
+        })
+        .collect();
+    if csr_view(c).has_certificate {
+        parts.push("certificate issued".into());
+    }
+    parts.join(", ")
+}
+
 /// The CONDITION column of `kubectl get csr`: Pending, Approved, Approved,Issued, Denied,
 /// Approved,Failed.
 pub fn state(v: &CsrView) -> String {
@@ -156,5 +177,19 @@ mod tests {
             state(&csr_view(&csr(&["Approved", "Failed"], false))),
             "Approved,Failed"
         );
+        let mut done = csr(&["Approved"], true);
+        if let Some(c) = done
+            .status
+            .as_mut()
+            .and_then(|s| s.conditions.as_mut())
+            .and_then(|c| c.first_mut())
+        {
+            c.reason = Some("KubectlApprove".into());
+        }
+        assert_eq!(
+            decision(&done),
+            "Approved by KubectlApprove, certificate issued"
+        );
+        assert_eq!(decision(&csr(&["Denied"], false)), "Denied");
     }
 }

@@ -206,16 +206,9 @@ fn general_name(n: &GeneralName<'_>, out: &mut CsrRequest) -> Result<(), CsrErro
 
 /// An IP SAN: 4 bytes (IPv4) or 16 (IPv6), as RFC 5280 and Go require.
 fn ip(b: &[u8]) -> Result<IpAddr, CsrError> {
-    if let Ok(a) = <[u8; 4]>::try_from(b) {
-        return Ok(IpAddr::from(a));
-    }
-    if let Ok(a) = <[u8; 16]>::try_from(b) {
-        return Ok(IpAddr::from(a));
-    }
-    Err(CsrError::Content(format!(
-        "an IP SAN of {} bytes (4 or 16 expected)",
-        b.len()
-    )))
+    crate::pki::inspect::ip_san(b).ok_or_else(|| {
+        CsrError::Content(format!("an IP SAN of {} bytes (4 or 16 expected)", b.len()))
+    })
 }
 
 fn key_algorithm(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> String {

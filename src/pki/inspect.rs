@@ -235,15 +235,16 @@ impl CertInfo {
 }
 
 fn ip_from_bytes(b: &[u8]) -> Result<IpAddr, CertError> {
-    match b.len() {
-        4 => Ok(IpAddr::from([b[0], b[1], b[2], b[3]])),
-        16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(b);
-            Ok(IpAddr::from(a))
-        }
-        n => Err(CertError::X509(format!("IP SAN of {n} bytes"))),
+    ip_san(b).ok_or_else(|| CertError::X509(format!("IP SAN of {} bytes", b.len())))
+}
+
+/// An IP SAN as encoded: 4 bytes (IPv4) or 16 (IPv6), as RFC 5280 and Go require; `None`
+/// for any other length.
+pub(crate) fn ip_san(b: &[u8]) -> Option<IpAddr> {
+    if let Ok(a) = <[u8; 4]>::try_from(b) {
+        return Some(IpAddr::from(a));
     }
+    <[u8; 16]>::try_from(b).ok().map(IpAddr::from)
 }
 
 /// PEM with LF line endings, as Go's encoding/pem (and so kubeadm) writes it; the pem

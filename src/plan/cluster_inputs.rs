@@ -199,18 +199,23 @@ pub fn apply(raw: &Settings, known: &Known) -> Result<Settings, String> {
     Ok(s)
 }
 
+/// The line about the validity of new certificates and where it came from.
+pub fn describe_validity(s: &Settings) -> String {
+    format!(
+        "certificate validity: {}, from {}",
+        days(s.certificate_validity),
+        s.sources.validity
+    )
+}
+
 /// The lines `renew --dry-run` prints about where the settings came from.
 pub fn describe(s: &Settings) -> Vec<String> {
-    let validity = days(s.certificate_validity);
     let key = match s.encryption_algorithm {
         Some(a) => format!("new keys: {a}, from {}", s.sources.key),
         None => format!("new keys: the old key's algorithm, from {}", s.sources.key),
     };
     vec![
-        format!(
-            "certificate validity: {validity}, from {}",
-            s.sources.validity
-        ),
+        describe_validity(s),
         key,
         format!(
             "certificates dir: {}, from {}",

@@ -4,10 +4,12 @@
 //! client-auth handshake.
 #![allow(dead_code)]
 
+#[path = "../support/fakes.rs"]
+mod fakes;
+
 use kubeadm_certd::pki::inspect::KeyAlg;
 use kubeadm_certd::testkit::nodebuilder::{build, NodeSpec};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,24 +51,10 @@ impl RNode {
         f(&mut spec);
         build(&root, &spec).expect("build");
         let n = RNode { tmp, root, now };
-        let port = healthz_server();
         let cfg = n.p("var/lib/kubelet/config.yaml");
         let text = std::fs::read_to_string(&cfg).expect("kubelet config");
-        assert!(text.contains("healthzPort: 10248"));
-        std::fs::write(
-            &cfg,
-            text.replace("healthzPort: 10248", &format!("healthzPort: {port}")),
-        )
-        .expect("write");
-        let bin = n.tmp.path().join("bin");
-        std::fs::create_dir_all(&bin).expect("bin");
-        let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/systemctl");
-        std::fs::copy(fake, bin.join("systemctl")).expect("copy");
-        std::fs::set_permissions(
-            bin.join("systemctl"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .expect("chmod");
+        std::fs::write(&cfg, fakes::with_live_healthz(&text)).expect("write");
+        fakes::install_systemctl(&n.tmp.path().join("bin"));
         n
     }
 
@@ -154,27 +142,6 @@ impl Ran {
             self.stdout, self.stderr
         );
     }
-}
-
-/// A healthz endpoint answering 200 to everything; its port.
-pub fn healthz_server() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let Ok(c) = s.try_clone() else { continue };
-            let mut r = BufReader::new(c);
-            let mut line = String::new();
-            while r.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-            );
-        }
-    });
-    port
 }
 
 /// Run openssl; (success, stdout + stderr).

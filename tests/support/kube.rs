@@ -129,6 +129,15 @@ impl Cluster {
         )
     }
 
+    /// `cfg` (a config with `textfile: ""`) with the metrics textfile on, its directory made.
+    pub fn with_textfile(&self, cfg: &str) -> (String, Textfile) {
+        let textfile = "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom";
+        let prom = self.root().join(textfile.trim_start_matches('/'));
+        std::fs::create_dir_all(prom.parent().unwrap()).unwrap();
+        let cfg = cfg.replace("textfile: \"\"", &format!("textfile: {textfile}"));
+        (cfg, Textfile(prom))
+    }
+
     /// The approval writes the server received (every write, to check none went elsewhere).
     pub fn writes(&self) -> Vec<kubeadm_certd::testkit::apiserver::Recorded> {
         self.api
@@ -136,6 +145,21 @@ impl Cluster {
             .into_iter()
             .filter(|r| r.is_write())
             .collect()
+    }
+}
+
+/// The daemon's metrics textfile.
+pub struct Textfile(pub PathBuf);
+
+impl Textfile {
+    /// Its text now (empty before the first write).
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.0).unwrap_or_default()
+    }
+
+    /// Whether it has this line.
+    pub fn has(&self, line: &str) -> bool {
+        self.text().lines().any(|l| l == line)
     }
 }
 
@@ -166,12 +190,31 @@ impl Proc {
 
     /// As [`Proc::start`], with the log as an operator gets it (no KUBEADM_CERTD_LOG).
     pub fn start_with(root: &Path, cfg: Option<&Path>, args: &[&str], debug: bool) -> Proc {
+        Proc::start_env(root, cfg, args, debug, &[])
+    }
+
+    /// As [`Proc::start_with`], with these environment variables set too (the stand-in
+    /// systemctl first on PATH, its log). Never systemd's own: no NOTIFY_SOCKET or
+    /// JOURNAL_STREAM reaches it, so the log is on stderr.
+    pub fn start_env(
+        root: &Path,
+        cfg: Option<&Path>,
+        args: &[&str],
+        debug: bool,
+        env: &[(&str, String)],
+    ) -> Proc {
         let mut cmd = Command::new(BIN);
         cmd.arg("--root").arg(root);
         if let Some(c) = cfg {
             cmd.arg("--config").arg(c);
         }
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("FAKE_SYSTEMCTL_STATE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         if debug {
             cmd.env("KUBEADM_CERTD_LOG", "kubeadm_certd=debug");
         } else {
@@ -244,6 +287,12 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(5));
         }
         (None, None)
+    }
+
+    /// SIGTERM, wait for the exit, and the whole log.
+    pub fn stop(mut self) -> String {
+        self.term();
+        self.log()
     }
 
     /// Wait for the process to exit by itself; its code.

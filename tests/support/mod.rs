@@ -3,5 +3,6 @@
 
 pub mod daemon_node;
 pub mod etcd;
+pub mod fakes;
 pub mod kube;
 pub mod openssl_node;

@@ -25,10 +25,16 @@ fn file(paths: &NodePaths) -> PathBuf {
 /// The pending value, if any (an unreadable file counts as none: the setting or the next
 /// `kubelet-serving-certs` run says it again).
 pub fn read(paths: &NodePaths) -> Option<bool> {
+    read_request(paths).map(|(enable, _)| enable)
+}
+
+/// The pending value and when it was asked for (RFC 3339): each write is a new request, so
+/// a running daemon tells a new one from one it has already taken up.
+pub fn read_request(paths: &NodePaths) -> Option<(bool, String)> {
     let b = crate::node::fsread::read_node_file(&paths.root, &file(paths)).ok()?;
     serde_json::from_slice::<Pending>(&b)
         .ok()
-        .map(|p| p.server_tls_bootstrap)
+        .map(|p| (p.server_tls_bootstrap, p.since))
 }
 
 /// Remember that the ConfigMap should get `enable`.
@@ -66,6 +72,10 @@ mod tests {
         assert_eq!(read(&paths), Some(true));
         write(&paths, false, time::macros::datetime!(2026-12-01 10:00 UTC)).unwrap();
         assert_eq!(read(&paths), Some(false));
+        assert_eq!(
+            read_request(&paths),
+            Some((false, "2026-12-01T10:00:00Z".to_string()))
+        );
         clear(&paths).unwrap();
         clear(&paths).unwrap();
         assert_eq!(read(&paths), None);

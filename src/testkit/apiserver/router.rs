@@ -137,7 +137,8 @@ fn record(st: &mut State, req: &Request, user: &AuthResult, status: u16) {
     });
 }
 
-fn write_status(c: &mut Conn, s: &Status, keep: bool) -> io::Result<()> {
+/// A Status object as the response (with `Retry-After` on a 429).
+pub(crate) fn write_status(c: &mut Conn, s: &Status, keep: bool) -> io::Result<()> {
     let mut extra = Vec::new();
     if s.code == 429 {
         extra.push(("Retry-After", "1".to_string()));

@@ -212,16 +212,7 @@ fn serve(shared: &Arc<Shared>, tcp: TcpStream) -> io::Result<()> {
             Ok(r) => r,
             Err(ReadError::Closed | ReadError::Io) => return Ok(()),
             Err(ReadError::Bad(code, msg)) => {
-                let st = Status::new(code, msg);
-                let body = st.body.to_string();
-                http::write_response(
-                    c.out(),
-                    code,
-                    "application/json",
-                    &[],
-                    body.as_bytes(),
-                    false,
-                )?;
+                router::write_status(&mut c, &Status::new(code, msg), false)?;
                 return Ok(());
             }
         };
