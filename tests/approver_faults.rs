@@ -316,3 +316,43 @@ fn a_reload_keeps_the_approvers_counters_and_standing_conditions() {
     assert_eq!(d.with_id(logging::MSG_API_UNREACHABLE).len(), 1);
     assert_eq!(d.with_id(logging::MSG_API_REACHABLE).len(), 1);
 }
+
+#[test]
+fn a_renewed_admin_conf_gives_the_approver_its_new_credentials() {
+    // Every leaf, admin.conf's client certificate included, expires 30 s from now: the
+    // daemon's first cycle renews them all. The approver connected before that cycle, with the
+    // old certificate; once it has expired, the API server refuses it on a new connection.
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec =
+        kubeadm_certd::testkit::nodebuilder::NodeSpec::new(time::OffsetDateTime::now_utc());
+    spec.leaf_left = Duration::from_secs(30);
+    spec.key = kubeadm_certd::pki::inspect::KeyAlg::EcP256;
+    kubeadm_certd::testkit::nodebuilder::build(dir.path(), &spec).unwrap();
+    let expires = Instant::now() + Duration::from_secs(30);
+    let c = Cluster::with_leaves(dir);
+    let mut d = Proc::daemon(&c, &format!("{APPROVER_ON}requireTimeSync: false\n"));
+    assert!(
+        d.wait_log(
+            "API client now uses its new credentials",
+            Duration::from_secs(60)
+        ),
+        "{}",
+        d.log()
+    );
+    // Past the old certificate's end, every connection is new.
+    while Instant::now() < expires + Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.api.set_down(true);
+    std::thread::sleep(Duration::from_millis(500));
+    c.api.set_down(false);
+    c.good_csr("csr-after-renewal", "w1");
+    assert!(
+        c.wait_decided("csr-after-renewal", Duration::from_secs(30))
+            .is_some(),
+        "not decided with the renewed admin.conf: {}",
+        d.log()
+    );
+    assert_eq!(c.state("csr-after-renewal"), "Approved");
+    d.term();
+}

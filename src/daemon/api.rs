@@ -222,6 +222,28 @@ impl KubeTasks {
         self.kube = Some(kube);
     }
 
+    /// After each cycle. The cycle may have renewed the kubeconfig's client certificate
+    /// (admin.conf is renewed like every kubeadm kubeconfig): a client still holding the old
+    /// one would be refused once it expires, and approvals would stop. So a kubeconfig whose
+    /// bytes changed gives a new client and tasks (the counters stay); then a value
+    /// `kubelet-serving-certs` left pending is taken up.
+    pub async fn after_cycle(&mut self, ctx: &Ctx, cancel: &Cancel) {
+        let renewed = self
+            .basis
+            .as_ref()
+            .is_some_and(|b| b.credentials != Basis::of(ctx).credentials);
+        if renewed {
+            tracing::info!(
+                ACTION = "kube-api",
+                "{} changed: the API client now uses its new credentials",
+                ctx.settings.approver.kubeconfig
+            );
+            self.follow(ctx, cancel).await;
+        } else {
+            self.notice_pending(&ctx.paths);
+        }
+    }
+
     /// Take up a value `kubelet-serving-certs` left pending since the last look (issue 17
     /// item 5): the daemon looks after each cycle, and a command that changes the node file
     /// starts one. Each request is taken up once; one for the value already on its way

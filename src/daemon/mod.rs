@@ -235,6 +235,8 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
         return Ok(());
     }
     w.forget_own(&ctx.paths, &first.own);
+    kube.after_cycle(&ctx, &cancel).await;
+    state.counters.kube = kube.source();
     let wd = notify::watchdog_interval();
     let mut wd_tick = tokio::time::interval(wd.unwrap_or(Duration::from_secs(3600)));
     let next_at = |s: &crate::config::Settings| {
@@ -249,7 +251,8 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                 if let Some(rep) = &rep {
                     w.forget_own(&ctx.paths, &rep.own);
                 }
-                kube.notice_pending(&ctx.paths);
+                kube.after_cycle(&ctx, &cancel).await;
+                state.counters.kube = kube.source();
                 next = rotation::next_cycle(next_at(&ctx.settings), rep.as_ref());
             }
             _ = w.changed() => {
@@ -269,7 +272,8 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                     w.forget_own(&ctx.paths, &rep.own);
                 }
                 // `kubelet-serving-certs` with the API down leaves the ConfigMap part pending.
-                kube.notice_pending(&ctx.paths);
+                kube.after_cycle(&ctx, &cancel).await;
+                state.counters.kube = kube.source();
             }
             _ = wd_tick.tick(), if wd.is_some() => notify::watchdog(),
             _ = sighup.recv() => {

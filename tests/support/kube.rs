@@ -33,7 +33,11 @@ pub struct Cluster {
 impl Cluster {
     /// A node whose leaves have `leaf_days` left, and the stand-in with cp1, w1 and w2.
     pub fn new(leaf_days: u64) -> Cluster {
-        let dir = super::daemon_node::node(leaf_days);
+        Cluster::with_leaves(super::daemon_node::node(leaf_days))
+    }
+
+    /// The same around a node built elsewhere.
+    pub fn with_leaves(dir: tempfile::TempDir) -> Cluster {
         let api = ApiServer::start(Options::for_node(dir.path()).unwrap()).unwrap();
         api.point_kubeconfig(&dir.path().join(ADMIN_CONF)).unwrap();
         api.add_node("cp1", &[("InternalIP", "127.0.0.1"), ("Hostname", "cp1")]);
