@@ -138,6 +138,20 @@ impl Ha {
             .count()
     }
 
+    /// None of `nodes` stopped any component after `after` (a halt stands).
+    pub fn assert_no_stops(&self, nodes: &[usize], after: SystemTime) {
+        for &i in nodes {
+            for f in FILES {
+                assert_eq!(
+                    self.stops(i, f, after),
+                    0,
+                    "node {} stopped {f} during the halt",
+                    i + 1
+                );
+            }
+        }
+    }
+
     /// Start a daemon on each node of `which`, its config ending with `extra`.
     pub fn daemons(&self, which: &[usize], extra: &str) -> Vec<Daemon> {
         which

@@ -43,16 +43,8 @@ pub fn local(
             return rep;
         }
     }
-    if !settings.restart.enabled {
-        rep.blocked = Some(NO_RESTARTS.into());
+    let Some(opts) = restart_opts(paths, settings, cancel, &mut rep) else {
         return rep;
-    }
-    let opts = match RestartOpts::from_node(paths, settings, cancel) {
-        Ok(o) => o,
-        Err(e) => {
-            rep.blocked = Some(format!("{e:#}"));
-            return rep;
-        }
     };
     let mut side = Local { store, paths, opts };
     let node = super::node_name(paths);
@@ -62,7 +54,21 @@ pub fn local(
     rep
 }
 
-const NO_RESTARTS: &str = "restart.enabled is false: a CA rotation restarts etcd and kube-apiserver on every control-plane node, so it cannot go on here";
+/// How this node restarts; `None` with why it cannot in `rep`.
+fn restart_opts(
+    paths: &NodePaths,
+    settings: &Settings,
+    cancel: &Cancel,
+    rep: &mut Report,
+) -> Option<RestartOpts> {
+    if !settings.restart.enabled {
+        rep.blocked = Some("restart.enabled is false: a CA rotation restarts etcd and kube-apiserver on every control-plane node, so it cannot go on here".into());
+        return None;
+    }
+    RestartOpts::from_node(paths, settings, cancel)
+        .map_err(|e| rep.blocked = Some(format!("{e:#}")))
+        .ok()
+}
 
 /// An HA node's part: `coord` is connected; the record was seen active.
 pub fn ha(
@@ -105,16 +111,8 @@ pub fn ha(
     if !rec.due(&node) {
         return rep;
     }
-    if !settings.restart.enabled {
-        rep.blocked = Some(NO_RESTARTS.into());
+    let Some(opts) = restart_opts(paths, settings, cancel, &mut rep) else {
         return rep;
-    }
-    let opts = match RestartOpts::from_node(paths, settings, cancel) {
-        Ok(o) => o,
-        Err(e) => {
-            rep.blocked = Some(format!("{e:#}"));
-            return rep;
-        }
     };
     let stop = || {
         cancel.heartbeat();

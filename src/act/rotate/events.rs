@@ -44,28 +44,26 @@ pub(super) fn step_done(
     if n.phase == rec.phase {
         return;
     }
-    match n.phase {
-        Phase::Done => tracing::info!(
-            MESSAGE_ID = MSG_ROTATION_DONE,
-            ACTION = "ca-rotate",
-            "{} rotation {} complete: every node trusts only the new CA",
-            rec.ca,
-            rec.id
-        ),
-        Phase::Aborted => tracing::info!(
-            MESSAGE_ID = MSG_ROTATION_DONE,
-            ACTION = "ca-rotate",
-            "{} rotation {} aborted: every node is back on the old CA",
-            rec.ca,
-            rec.id
-        ),
-        p => tracing::info!(
-            MESSAGE_ID = MSG_ROTATION_PHASE,
-            ACTION = "ca-rotate",
-            "{} rotation {}: {} complete on every node; {p} begins",
-            rec.ca,
-            rec.id,
-            rec.phase
-        ),
-    }
+    let over = match n.phase {
+        Phase::Done => "complete: every node trusts only the new CA",
+        Phase::Aborted => "aborted: every node is back on the old CA",
+        p => {
+            tracing::info!(
+                MESSAGE_ID = MSG_ROTATION_PHASE,
+                ACTION = "ca-rotate",
+                "{} rotation {}: {} complete on every node; {p} begins",
+                rec.ca,
+                rec.id,
+                rec.phase
+            );
+            return;
+        }
+    };
+    tracing::info!(
+        MESSAGE_ID = MSG_ROTATION_DONE,
+        ACTION = "ca-rotate",
+        "{} rotation {} {over}",
+        rec.ca,
+        rec.id
+    );
 }
