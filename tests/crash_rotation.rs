@@ -327,3 +327,34 @@ fn a_restart_failing_after_a_crash_rolls_back_to_the_files_from_before_the_step(
     d.assert_ok("run --once");
     assert_rotated(&r, &d.stderr);
 }
+
+/// A stop request (SIGTERM, as `systemctl stop` sends) while a step's restart is under way:
+/// the restart code puts the manifest back and the daemon leaves. Nothing failed, so the
+/// rotation must not halt (it did: the interrupted component was taken for a failed one, and a
+/// single node's rotation then waited for `cluster resume`); the next run finishes it.
+#[test]
+fn sigterm_during_a_step_restart_does_not_halt_the_rotation() {
+    use nix::sys::signal::Signal;
+    let r = Rotating::start(CONFIG);
+    // trust-both parks etcd, then kube-apiserver; the third park is reissue's etcd.
+    let point = "restart::after-park=2*off->sleep(1500)";
+    let mut run = r.n.spawn(&["run", "--once"], Some(point));
+    let parked = r.n.p(&format!("{PARKING}/etcd.yaml"));
+    let at = kubelet::KubeletHarness::wait_until(LIMIT, || {
+        in_reissue(&r) && r.key_is_new() && parked.exists()
+    });
+    assert!(at, "{}", run.stderr());
+    run.signal(Signal::SIGTERM);
+    let d = run.finish();
+    assert!(!parked.exists(), "the manifest stayed parked\n{}", d.stderr);
+    let rec = record(&r.n);
+    assert!(
+        rec["halt"].is_null(),
+        "halted by a stop request: {rec}\n{}",
+        d.stderr
+    );
+    assert!(!d.stderr.contains("the rotation is halted"), "{}", d.stderr);
+    let d = r.n.run(&["run", "--once"]);
+    d.assert_ok("run --once");
+    assert_rotated(&r, &d.stderr);
+}

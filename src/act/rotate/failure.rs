@@ -17,7 +17,8 @@ use crate::pki::table::Component;
 use crate::plan::rotation::Rotation;
 use time::OffsetDateTime;
 
-/// Handle `e`, the failure of the step of `rec` on `node` that restarted `owed`.
+/// Handle `e`, the failure of the step of `rec` on `node` that restarted `owed`; `stopped`:
+/// a stop request came meanwhile.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn handle(
     paths: &NodePaths,
@@ -25,6 +26,7 @@ pub(super) fn handle(
     rec: &Rotation,
     owed: &[Component],
     e: SequenceError,
+    stopped: bool,
     side: &mut dyn Side,
     clock: &dyn Fn() -> OffsetDateTime,
     rep: &mut Report,
@@ -39,9 +41,10 @@ pub(super) fn handle(
         "{} step of the {} rotation {} on {node}: {}",
         rec.phase, rec.ca, rec.id, e.error
     );
-    if e.failed.is_none() {
-        // Stopped before a component failed (a stop request, the lease, the gate): nothing
-        // to roll back; the restarts stay owed for next time.
+    if e.failed.is_none() || stopped {
+        // Stopped rather than failed (the lease, the gate, or a stop request, which the
+        // restart code reports with the component it interrupted, its manifest put back):
+        // nothing to roll back and nothing to halt; the restarts stay owed for next time.
         rep.blocked = Some(reason);
         return;
     }

@@ -132,7 +132,8 @@ pub(super) fn steps(
                     }
                 }
                 Err(e) => {
-                    super::failure::handle(paths, node, &rec, &owed, e, side, clock, rep);
+                    let stopped = cancel.is_cancelled();
+                    super::failure::handle(paths, node, &rec, &owed, e, stopped, side, clock, rep);
                     return Ok(());
                 }
             }
