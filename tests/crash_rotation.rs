@@ -132,6 +132,23 @@ fn step_files() -> Vec<String> {
     v
 }
 
+/// Whatever the phase: `ca.key` is the key of the first certificate of `ca.crt`, and every
+/// etcd leaf's key matches its certificate, which verifies against the bundle.
+fn assert_consistent(n: &Node) {
+    let ca = n.p(CA_CRT);
+    let first = n.dir.path().join("first-ca.crt");
+    write_pem(&first, &certs(&ca)[0]);
+    assert_pair(&first, &n.p(CA_KEY), &first);
+    for b in etcd_leaves() {
+        let (crt, key) = (
+            n.p(&format!("{PKI}/{b}.crt")),
+            n.p(&format!("{PKI}/{b}.key")),
+        );
+        assert_pair(&crt, &key, &ca);
+    }
+    std::fs::remove_file(first).expect("remove");
+}
+
 /// The rotation is done and every file is as it must be after it.
 fn assert_rotated(r: &Rotating, log: &str) {
     let n = &r.n;
@@ -187,6 +204,7 @@ fn crash(point: &str, recover_first: bool, evidence: impl Fn(&Rotating) -> bool)
         let d = r.n.run(&["recover"]);
         d.assert_ok("recover");
         log = d.stdout + &d.stderr;
+        assert_consistent(&r.n);
     }
     let d = r.n.run(&["run", "--once"]);
     d.assert_ok("run --once");
