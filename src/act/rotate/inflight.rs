@@ -253,6 +253,14 @@ mod tests {
                 (key.clone(), paths.backup_path(&b1, &key))
             ]
         );
+        // Pruning keeps both sets while the step stands.
+        let kept = crate::act::store::prune::needed(&paths, &[b1.clone(), b2.clone()]);
+        for n in ["one", "two"] {
+            assert_eq!(
+                kept.get(n).map(String::as_str),
+                Some("a CA rotation step in flight rolls back to it")
+            );
+        }
         // Another phase's step does not inherit it; a record that names other files restores
         // none of them.
         assert!(InFlight::of(&paths, &rec(Phase::TrustNew)).is_none());
