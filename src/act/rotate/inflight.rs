@@ -53,22 +53,25 @@ fn path(paths: &NodePaths) -> PathBuf {
     paths.state.join(FILE)
 }
 
+/// The record; an error says why it does not read.
+fn read_checked(paths: &NodePaths) -> Result<Option<InFlight>, String> {
+    let p = path(paths);
+    let Ok(b) = crate::node::fsread::read_regular(&p, 1 << 20) else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&b).map(Some).map_err(|e| {
+        format!(
+            "{}: not a valid record of a rotation step ({e})",
+            paths.show(&p)
+        )
+    })
+}
+
 impl InFlight {
-    /// The record, if one stands and reads. One that does not read is reported and ignored:
-    /// its rollback could not be trusted anyway.
+    /// The record, if one stands and reads (one that does not read is dropped by
+    /// [`forget_unless`]: its rollback could not be trusted anyway).
     pub fn read(paths: &NodePaths) -> Option<InFlight> {
-        let p = path(paths);
-        let b = crate::node::fsread::read_regular(&p, 1 << 20).ok()?;
-        match serde_json::from_slice(&b) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                tracing::warn!(
-                    "{}: not a valid record of a rotation step ({e}); ignored",
-                    paths.show(&p)
-                );
-                None
-            }
-        }
+        read_checked(paths).ok().flatten()
     }
 
     /// The record of `rec`'s current step, if that is the one standing.
@@ -158,16 +161,20 @@ pub fn clear(paths: &NodePaths) -> Result<()> {
 /// Drop a record that is not of `rec`'s current step (an abort moved the rotation on, or the
 /// rotation is over or gone): it must not hold restarts back nor roll anything back.
 pub fn forget_unless(paths: &NodePaths, rec: Option<&Rotation>) {
-    let Some(f) = InFlight::read(paths) else {
-        return;
-    };
-    if rec.is_some_and(|r| r.phase.active() && r.id == f.id && r.phase == f.phase) {
-        return;
+    match read_checked(paths) {
+        Ok(None) => return,
+        Ok(Some(f)) => {
+            if rec.is_some_and(|r| r.phase.active() && r.id == f.id && r.phase == f.phase) {
+                return;
+            }
+            tracing::debug!(
+                "{} is no longer under way; dropping its record",
+                f.describe()
+            );
+        }
+        // Once: it goes now.
+        Err(why) => tracing::warn!("{why}; removed"),
     }
-    tracing::debug!(
-        "{} is no longer under way; dropping its record",
-        f.describe()
-    );
     if let Err(e) = clear(paths) {
         tracing::warn!("{e:#}");
     }
@@ -271,10 +278,13 @@ mod tests {
         });
         assert_eq!(forged.rollback(&paths).len(), 2);
         assert!(!forged.restored(&paths));
-        // Over once the rotation moved on.
+        // Over once the rotation moved on; an unreadable record goes too.
         forget_unless(&paths, Some(&r));
         assert!(stands(&paths).is_some());
         forget_unless(&paths, Some(&rec(Phase::ReissueOld)));
         assert!(stands(&paths).is_none());
+        std::fs::write(paths.state.join(FILE), "{").unwrap();
+        forget_unless(&paths, Some(&r));
+        assert!(!paths.state.join(FILE).exists());
     }
 }
