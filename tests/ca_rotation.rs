@@ -164,14 +164,27 @@ fn a_failed_restart_rolls_the_step_back_and_halts_until_cluster_resume() {
     assert!(node.run(&["ca", "rotate", "etcd-ca"]).status.success());
     // kube-apiserver will not come back.
     node.hook("kube-apiserver.die", "x");
+    let mark = h.events().len();
     let out = node.run(&["run", "--once"]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
-        log.contains("the step's files were restored from the backup; the rotation is halted"),
+        log.contains(
+            "the step's files were restored from the step's backup; etcd restarted on them; the rotation is halted"
+        ),
         "{log}"
     );
     // Rolled back: the bundle is the old CA alone again, and the step is not recorded.
     assert_eq!(std::fs::read(pki.join("etcd/ca.crt")).unwrap(), old_bundle);
+    // etcd, which came back on the step's bundle before kube-apiserver failed, was restarted
+    // on the bundle put back.
+    let etcd_starts = started_after(&h, mark)
+        .iter()
+        .filter(|c| *c == "etcd")
+        .count();
+    assert_eq!(etcd_starts, 2, "{:?}", events_after(&h, mark));
+    assert!(!node
+        .host("/var/lib/kubeadm-certd/ca-rotation-step.json")
+        .exists());
     let st = node.run(&["ca", "status", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(v["rotation"]["phase"], "trust-both");
@@ -208,6 +221,165 @@ fn a_failed_restart_rolls_the_step_back_and_halts_until_cluster_resume() {
     std::fs::write(&old, &old_bundle).unwrap();
     let bad = leaves_signed_by(&pki, &new_ca, &old);
     assert!(bad.is_empty(), "{bad:#?}");
+}
+
+/// Re-issue the etcd leaf `base` (under `pki`) for 12 hours with the same key, signed as a
+/// renewal would sign it now (the first certificate of `etcd/ca.crt`, `etcd/ca.key`): due
+/// with renewBefore 1d. Returns its DER.
+fn make_due(pki: &std::path::Path, base: &str) -> Vec<u8> {
+    use kubeadm_certd::pki::{inspect::parse_cert_file, issue, keys::parse_key_file};
+    let read = |f: &str| std::fs::read(pki.join(f)).unwrap();
+    let ca = parse_cert_file(&read("etcd/ca.crt")).unwrap().remove(0);
+    let ca_key = parse_key_file(&read("etcd/ca.key")).unwrap();
+    let leaf = parse_cert_file(&read(&format!("{base}.crt")))
+        .unwrap()
+        .remove(0);
+    let key = parse_key_file(&read(&format!("{base}.key"))).unwrap();
+    let signer = issue::Ca {
+        cert: &ca,
+        key: &ca_key.pair,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let short = issue::issue(
+        &leaf,
+        &key.pair,
+        &signer,
+        now,
+        std::time::Duration::from_secs(12 * 3600),
+    )
+    .unwrap()
+    .info;
+    std::fs::write(pki.join(format!("{base}.crt")), short.to_pem()).unwrap();
+    short.der
+}
+
+/// `ca status -o json`.
+fn status(node: &Node) -> serde_json::Value {
+    let st = node.run(&["ca", "status", "-o", "json"]);
+    assert!(st.status.success());
+    serde_json::from_slice(&st.stdout).unwrap()
+}
+
+/// Issue 20: "during a rotation, renewals of the etcd leaves use the CA of the current phase
+/// and never undo a phase". The rotation is held in reissue (kube-apiserver refuses its
+/// re-issued etcd client certificate: the step is rolled back, the node is as after
+/// trust-both), then in trust-new (kube-apiserver refuses the bundle of the new CA alone: the
+/// node is as after reissue). Each time etcd/server falls due, and the daemon's cycle renews
+/// it with the CA whose key is in ca.key (the old one, then the new one) and leaves ca.crt
+/// and ca.key as the phase has them. After each `cluster resume` the rotation goes on and
+/// ends with every leaf on the new CA.
+#[test]
+fn renewals_during_a_halted_rotation_sign_with_the_phase_ca_and_leave_the_bundle() {
+    let Some(node) = etcd_node() else { return };
+    std::fs::write(&node.config, CONFIG.replace("timeout: 60s", "timeout: 5s")).unwrap();
+    let h = node.kubelet();
+    node.wait_healthy(&h);
+    let pki = node.host("/etc/kubernetes/pki");
+    let work = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (work.path().join("old.crt"), work.path().join("new.crt"));
+    write_pem(&old_ca, &certs_der(&pki.join("etcd/ca.crt"))[0]);
+    let old_key = std::fs::read(pki.join("etcd/ca.key")).unwrap();
+    assert!(node.run(&["ca", "rotate", "etcd-ca"]).status.success());
+    let v = status(&node);
+    let new_der = pem::parse(v["rotation"]["newCa"].as_str().unwrap())
+        .unwrap()
+        .into_contents();
+    write_pem(&new_ca, &new_der);
+    let accept = |path: &str, text: &str| {
+        node.hook(
+            "kube-apiserver.accept",
+            &serde_json::json!({ path: text }).to_string(),
+        )
+    };
+    let server = pki.join("etcd/server.crt");
+    let renewed_by = |ca: &std::path::Path, not: &std::path::Path, short: &[u8]| {
+        let now = certs_der(&server)[0].clone();
+        assert_ne!(now, short, "etcd/server.crt was not renewed");
+        assert!(
+            verifies(ca, &server),
+            "the renewal did not sign with {ca:?}"
+        );
+        assert!(!verifies(not, &server), "the renewal signed with {not:?}");
+    };
+
+    // (a) Held in reissue.
+    let client = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
+    accept(client, &node.read(client));
+    let out = node.run(&["run", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        log.contains("trust-both done on cp1")
+            && log.contains("reissue step of the etcd-ca rotation")
+            && log.contains("restored from the step's backup"),
+        "{log}"
+    );
+    let v = status(&node);
+    assert_eq!(v["rotation"]["phase"], "reissue", "{v}");
+    assert!(v["halt"].is_string(), "{v}");
+    let bundle = std::fs::read(pki.join("etcd/ca.crt")).unwrap();
+    assert_eq!(
+        certs_der(&pki.join("etcd/ca.crt")),
+        [certs_der(&old_ca)[0].clone(), new_der.clone()]
+    );
+    assert_eq!(std::fs::read(pki.join("etcd/ca.key")).unwrap(), old_key);
+    let short = make_due(&pki, "etcd/server");
+    let out = node.run(&["run", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(log.contains("etcd-server renewed"), "{log}");
+    assert!(log.contains("is halted since"), "{log}");
+    renewed_by(&old_ca, &new_ca, &short);
+    assert_eq!(std::fs::read(pki.join("etcd/ca.crt")).unwrap(), bundle);
+    assert_eq!(std::fs::read(pki.join("etcd/ca.key")).unwrap(), old_key);
+
+    // (b) Resumed, then held in trust-new: kube-apiserver takes the reissue bundle (new, old),
+    // not the new CA alone.
+    let text = String::from_utf8(bundle).unwrap();
+    let blocks: Vec<&str> = text
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    accept(
+        "/etc/kubernetes/pki/etcd/ca.crt",
+        &format!("{}{}", blocks[1], blocks[0]),
+    );
+    assert!(node.run(&["cluster", "resume"]).status.success());
+    let out = node.run(&["run", "--once"]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        log.contains("reissue done on cp1")
+            && log.contains("trust-new step of the etcd-ca rotation"),
+        "{log}"
+    );
+    assert_eq!(status(&node)["rotation"]["phase"], "trust-new");
+    let bundle = std::fs::read(pki.join("etcd/ca.crt")).unwrap();
+    assert_eq!(
+        certs_der(&pki.join("etcd/ca.crt")),
+        [new_der.clone(), certs_der(&old_ca)[0].clone()]
+    );
+    let key = std::fs::read(pki.join("etcd/ca.key")).unwrap();
+    assert_ne!(key, old_key);
+    let short = make_due(&pki, "etcd/server");
+    let out = node.run(&["run", "--once"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("etcd-server renewed"));
+    renewed_by(&new_ca, &old_ca, &short);
+    assert_eq!(std::fs::read(pki.join("etcd/ca.crt")).unwrap(), bundle);
+    assert_eq!(std::fs::read(pki.join("etcd/ca.key")).unwrap(), key);
+
+    // Fixed and resumed: the rotation ends on the new CA.
+    std::fs::remove_file(node.host(&format!("{STANDIN_DIR}/kube-apiserver.accept"))).unwrap();
+    assert!(node.run(&["cluster", "resume"]).status.success());
+    assert!(node.run(&["run", "--once"]).status.success());
+    assert_eq!(status(&node)["rotation"]["phase"], "done");
+    assert_eq!(certs_der(&pki.join("etcd/ca.crt")), [new_der]);
+    let bad = leaves_signed_by(&pki, &new_ca, &old_ca);
+    assert!(bad.is_empty(), "{bad:#?}");
+    node.wait_healthy(&h);
+    assert!(health(
+        &node,
+        &pki.join("etcd/ca.crt"),
+        &pki.join("etcd/healthcheck-client.crt"),
+        &pki.join("etcd/healthcheck-client.key")
+    ));
 }
 
 /// An operator's CA (openssl, EC P-256) valid for `days`, in `dir`.

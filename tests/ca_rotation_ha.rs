@@ -15,7 +15,7 @@ mod rotation_support;
 mod support_etcd;
 
 use cluster_support::Daemon;
-use ha::{assert_one_node_down_at_a_time, Ha, Writer, FILES, LIMIT};
+use ha::{assert_one_node_down_at_a_time, logs, Ha, Writer, FILES, LIMIT};
 use kubeadm_certd::cluster::settings::{Coordination, Mode};
 use kubeadm_certd::cluster::Coordinator;
 use kubeadm_certd::plan::rotation::{Phase, Rotation};
@@ -31,28 +31,29 @@ fn pki(ha: &Ha, i: usize) -> PathBuf {
     ha.node(i).root.join("etc/kubernetes/pki")
 }
 
-/// The record, read through any member (None while none answers).
-fn record(ha: &Ha) -> Option<Rotation> {
+/// What `read` finds through the first member that answers (None while none does).
+fn any_member<T>(ha: &Ha, read: impl Fn(&Coordinator) -> Option<T>) -> Option<T> {
     let s = Coordination {
         mode: Mode::Etcd,
         ..Coordination::default()
     };
     (0..3).find_map(|i| {
-        Coordinator::connect(&ha.node(i).paths(), &s)
-            .ok()
-            .flatten()?
-            .rotation("etcd-ca")
-            .ok()
-            .flatten()
-            .map(|(r, _)| r)
+        read(
+            &Coordinator::connect(&ha.node(i).paths(), &s)
+                .ok()
+                .flatten()?,
+        )
     })
 }
 
-fn logs(ds: &[&Daemon]) -> String {
-    ds.iter()
-        .map(|d| d.log_text())
-        .collect::<Vec<_>>()
-        .join("\n-----\n")
+/// The record.
+fn record(ha: &Ha) -> Option<Rotation> {
+    any_member(ha, |c| c.rotation("etcd-ca").ok().flatten().map(|(r, _)| r))
+}
+
+/// The halt record.
+fn halt(ha: &Ha) -> Option<kubeadm_certd::cluster::halt::Halt> {
+    any_member(ha, |c| c.halt_record().ok().flatten())
 }
 
 /// Wait until the record satisfies `ok`.
@@ -103,6 +104,23 @@ fn assert_end_state(ha: &Ha, ca: &Path, other: &Path, intruder: &(PathBuf, PathB
             i + 1
         );
     }
+}
+
+/// Every node ends on the new CA (as node 1 holds it), the old CA's client refused.
+fn assert_on_new_ca(ha: &Ha, old: &Old) {
+    let new_ca = old._dir.path().join("new-ca.crt");
+    write_pem(&new_ca, &certs_der(&pki(ha, 0).join("etcd/ca.crt"))[0]);
+    assert_ne!(certs_der(&new_ca), certs_der(&old.ca));
+    assert_end_state(ha, &new_ca, &old.ca, &old.intruder);
+}
+
+/// The writer's longest gap, printed for BENCHMARKS.md, at most 3 s.
+fn assert_gap(gap: Duration, what: &str) {
+    println!("LONGEST_WRITE_GAP seconds={:.2}{what}", gap.as_secs_f64());
+    assert!(
+        gap <= Duration::from_secs(3),
+        "etcd was not writable for {gap:?}"
+    );
 }
 
 struct Old {
@@ -183,18 +201,8 @@ fn three_daemons_rotate_the_etcd_ca_one_node_at_a_time_and_etcd_stays_writable()
     for (i, r) in restarts.iter().enumerate() {
         assert_eq!(r, &[3, 3, 0, 0], "node {} restarts of {FILES:?}", i + 1);
     }
-    let new_ca = old._dir.path().join("new-ca.crt");
-    write_pem(&new_ca, &certs_der(&pki(&ha, 0).join("etcd/ca.crt"))[0]);
-    assert_ne!(certs_der(&new_ca), certs_der(&old.ca));
-    assert_end_state(&ha, &new_ca, &old.ca, &old.intruder);
-    println!(
-        "LONGEST_WRITE_GAP seconds={:.2} writes={writes}",
-        gap.as_secs_f64()
-    );
-    assert!(
-        gap <= Duration::from_secs(3),
-        "etcd was not writable for {gap:?}"
-    );
+    assert_on_new_ca(&ha, &old);
+    assert_gap(gap, &format!(" writes={writes}"));
     let st = ha.cli(0, CFG, &["ca", "status"]);
     let text = String::from_utf8_lossy(&st.stdout);
     assert!(text.contains("Phase:      done, progress 100%"), "{text}");
@@ -236,23 +244,14 @@ fn a_daemon_killed_mid_rotation_picks_its_step_up_again_after_a_restart() {
         .map(|v| v.into_iter().filter(|(f, _, _)| f == "etcd.yaml").collect())
         .collect();
     assert_one_node_down_at_a_time(&etcd_only);
-    let new_ca = old._dir.path().join("new-ca.crt");
-    write_pem(&new_ca, &certs_der(&pki(&ha, 0).join("etcd/ca.crt"))[0]);
-    assert_end_state(&ha, &new_ca, &old.ca, &old.intruder);
+    assert_on_new_ca(&ha, &old);
     let relog = ds[1].log_text();
     println!("--- node 2's daemon, killed then restarted:\n{relog}");
     assert!(
         relog.contains("reissue done on cp2"),
         "the restarted daemon did not finish its step:\n{killed_log}\n-----\n{relog}"
     );
-    println!(
-        "LONGEST_WRITE_GAP seconds={:.2} (one daemon killed)",
-        gap.as_secs_f64()
-    );
-    assert!(
-        gap <= Duration::from_secs(3),
-        "etcd was not writable for {gap:?}"
-    );
+    assert_gap(gap, " (one daemon killed)");
 }
 
 #[test]
@@ -326,9 +325,108 @@ fn abort_during_reissue_returns_every_node_to_the_old_ca() {
             i + 1
         );
     }
-    println!("LONGEST_WRITE_GAP seconds={:.2} (abort)", gap.as_secs_f64());
-    assert!(
-        gap <= Duration::from_secs(3),
-        "etcd was not writable for {gap:?}"
+    assert_gap(gap, " (abort)");
+}
+
+/// A failing step on an HA control plane: node 2's kube-apiserver refuses the etcd client
+/// certificate the new CA re-issued (`kube-apiserver.accept`: it starts only with the one it
+/// has now). Node 2's reissue step is rolled back (its files from the step's backup,
+/// kube-apiserver and etcd restarted on them), the halt record names it, no other node moves
+/// on, and `ca status` and `cluster status` say so. The operator removes the cause and runs
+/// `cluster resume`: the rotation goes on to done, with every end check.
+#[test]
+fn a_failing_step_rolls_back_halts_the_others_and_cluster_resume_finishes_the_rotation() {
+    let Some(ha) = Ha::start() else { return };
+    let old = old_ca(&ha);
+    let p2 = pki(&ha, 1);
+    let client = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
+    let client_now = std::fs::read_to_string(p2.join("apiserver-etcd-client.crt")).unwrap();
+    ha.node(1).hook(
+        "kube-apiserver.accept",
+        Some(&serde_json::json!({ client: client_now }).to_string()),
     );
+    // Node 2's files from before the rotation that its reissue step replaces.
+    let files: Vec<String> = LEAVES
+        .iter()
+        .flat_map(|l| [l.to_string(), l.replace(".crt", ".key")])
+        .chain(["etcd/ca.key".to_string()])
+        .collect();
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(p2.join(f)).unwrap())
+        .collect();
+    let writer = Writer::start(ha.node(0));
+    let mut ds = ha.daemons(&[0, 2], CFG);
+    let cfg2 = ha.node(1).write_config(CFG);
+    let text = std::fs::read_to_string(&cfg2).unwrap();
+    std::fs::write(&cfg2, text.replace("timeout: 60s", "timeout: 8s")).unwrap();
+    ds.insert(1, ha.node(1).daemon(&cfg2));
+    let refs: Vec<&Daemon> = ds.iter().collect();
+    assert!(ha
+        .cli(0, CFG, &["ca", "rotate", "etcd-ca"])
+        .status
+        .success());
+    let mut seen = None;
+    let hit = KubeletHarness::wait_until(LIMIT, || {
+        seen = halt(&ha);
+        seen.is_some()
+    });
+    assert!(hit, "no halt record\n{}", logs(&refs));
+    let h = seen.unwrap();
+    assert_eq!(
+        (h.node.as_str(), h.component.as_str()),
+        ("cp2", "kube-apiserver")
+    );
+    // Node 2's daemon finishes its rollback (etcd restarted on the files put back), then
+    // gives the lock back.
+    let said = "the step's files were restored from the step's backup; etcd restarted on them; the rotation is halted";
+    let rolled = KubeletHarness::wait_until(LIMIT, || ds[1].log_text().contains(said));
+    assert!(rolled, "{}", ds[1].log_text());
+    let held = wait_record(&ha, &refs, "reissue", |r| r.phase == Phase::Reissue);
+    assert!(!held.done.contains_key("cp2"), "{held:?}");
+    // Node 2 is as after trust-both: bundle old then new, the old key and the old leaves.
+    let new_der = pem::parse(&held.new_ca).unwrap().into_contents();
+    assert_eq!(
+        certs_der(&p2.join("etcd/ca.crt")),
+        [certs_der(&old.ca)[0].clone(), new_der]
+    );
+    for (f, b) in files.iter().zip(&before) {
+        assert!(
+            &std::fs::read(p2.join(f)).unwrap() == b,
+            "node 2 {f} not restored"
+        );
+    }
+    // No other node moves on while the halt stands.
+    let t_halt = SystemTime::now();
+    std::thread::sleep(Duration::from_secs(6));
+    ha.assert_no_stops(&[0, 2], t_halt);
+    assert_eq!(
+        record(&ha).unwrap().done,
+        held.done,
+        "progress during the halt"
+    );
+    let st = ha.cli(2, CFG, &["ca", "status"]);
+    let text = String::from_utf8_lossy(&st.stdout).to_string();
+    assert!(
+        text.contains("Halt: halted by cp2") && text.contains("STEP OF REISSUE"),
+        "{text}"
+    );
+    let st = ha.cli(0, CFG, &["cluster", "status"]);
+    let text = String::from_utf8_lossy(&st.stdout).to_string();
+    assert!(
+        text.contains("Halt: halted by cp2") && text.contains("CA rotation: etcd-ca rotation"),
+        "{text}"
+    );
+    // Fixed, resumed: the rotation ends on the new CA everywhere.
+    ha.node(1).hook("kube-apiserver.accept", None);
+    let out = ha.cli(2, CFG, &["cluster", "resume"]);
+    assert!(out.status.success());
+    wait_record(&ha, &refs, "done", |r| r.phase == Phase::Done);
+    let (gap, _) = writer.finish();
+    for d in &mut ds {
+        d.stop();
+    }
+    assert_one_node_down_at_a_time(&ha.down());
+    assert_on_new_ca(&ha, &old);
+    assert_gap(gap, " (a failed step, rolled back)");
 }

@@ -4,262 +4,17 @@
 
 #[path = "support/cluster.rs"]
 mod cluster_support;
+#[path = "support/ha.rs"]
+mod ha;
 #[path = "support/kubelet.rs"]
 mod kubelet;
 
-use cluster_support::{Cluster, ClusterNode, Daemon};
-use kubeadm_certd::act::staticpods::probe::probe;
-use kubeadm_certd::node::manifests::parse_manifest;
-use kubelet::{Event, EventKind, HarnessOptions, KubeletHarness};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use cluster_support::Daemon;
+use ha::{assert_one_node_down_at_a_time, down_intervals, logs, Ha, Writer, FILES, LIMIT};
+use kubelet::KubeletHarness;
+use std::time::{Duration, SystemTime};
 
-/// Bounds waits so that a broken test fails instead of hanging; never a speed requirement.
-const LIMIT: Duration = Duration::from_secs(300);
-const FILES: [&str; 4] = [
-    "etcd.yaml",
-    "kube-apiserver.yaml",
-    "kube-controller-manager.yaml",
-    "kube-scheduler.yaml",
-];
 const COORD: &str = "coordination:\n  lockTTL: 5s\n  lockTimeout: 10m\n";
-
-/// The three nodes running under their kubelets (fields drop in order: kubelets first).
-struct Ha {
-    kubelets: Vec<KubeletHarness>,
-    c: Cluster,
-}
-
-impl Ha {
-    fn start() -> Option<Ha> {
-        let c = Cluster::build_for_kubelets()?;
-        let kubelets = c
-            .nodes
-            .iter()
-            .map(|n| {
-                let opts = HarnessOptions {
-                    node_root: Some(n.root.clone()),
-                    ..HarnessOptions::default()
-                };
-                KubeletHarness::start(&n.root.join("etc/kubernetes/manifests"), opts)
-            })
-            .collect();
-        let mut ha = Ha { kubelets, c };
-        ha.c.wait_healthy(&[0, 1, 2]);
-        for i in 0..3 {
-            ha.wait_components(i);
-        }
-        Some(ha)
-    }
-
-    fn node(&self, i: usize) -> &ClusterNode {
-        &self.c.nodes[i]
-    }
-
-    /// Every component of node i runs.
-    fn wait_components(&self, i: usize) {
-        let h = &self.kubelets[i];
-        let dir = self.node(i).root.join("etc/kubernetes/manifests");
-        let healthy = |f: &str| {
-            let m = parse_manifest(&std::fs::read(dir.join(f)).unwrap()).unwrap();
-            m.probe_target()
-                .is_some_and(|p| probe(p, "127.0.0.1", Duration::from_secs(2)).is_healthy())
-        };
-        let ok = KubeletHarness::wait_until(LIMIT, || {
-            FILES
-                .iter()
-                .all(|f| h.running_pid(f).is_some() && healthy(f))
-        });
-        assert!(
-            ok,
-            "node {} components not running: {:?}\n{}",
-            i + 1,
-            h.events(),
-            h.all_logs()
-        );
-    }
-
-    /// Stop node i's etcd member as a parked manifest would, and wait until its process is
-    /// gone: a daemon started earlier could still see the member and take the lock with
-    /// quorum, which is not the situation the caller sets up. Returns where the manifest is.
-    fn stop_etcd(&self, i: usize) -> PathBuf {
-        let aside = self.node(i).root.join("etcd.yaml.aside");
-        std::fs::rename(self.node(i).manifest_path("etcd"), &aside).unwrap();
-        let gone = KubeletHarness::wait_until(LIMIT, || {
-            self.kubelets[i].running_pid("etcd.yaml").is_none() && !self.node(i).healthy()
-        });
-        assert!(gone, "node {} etcd did not stop", i + 1);
-        aside
-    }
-
-    fn stops(&self, i: usize, file: &str, after: SystemTime) -> usize {
-        self.kubelets[i]
-            .events_for(file)
-            .iter()
-            .filter(|e| e.kind == EventKind::Stopped && e.at > after)
-            .count()
-    }
-
-    /// Wait until node i owes nothing and each of `files` was stopped and started again
-    /// after `after`.
-    fn wait_restarted(&self, i: usize, files: &[&str], after: SystemTime, d: &[&Daemon]) {
-        let ok = KubeletHarness::wait_until(LIMIT, || {
-            self.node(i).owed().is_empty()
-                && files.iter().all(|f| self.stops(i, f, after) > 0)
-                && files
-                    .iter()
-                    .all(|f| self.kubelets[i].running_pid(f).is_some())
-        });
-        assert!(
-            ok,
-            "node {} not restarted: owed {:?}, events {:?}\n{}",
-            i + 1,
-            self.node(i).owed(),
-            self.kubelets[i].events(),
-            d.iter()
-                .map(|d| d.log_text())
-                .collect::<Vec<_>>()
-                .join("\n-----\n")
-        );
-    }
-
-    fn daemons(&self, which: &[usize], extra: &str) -> Vec<Daemon> {
-        which
-            .iter()
-            .map(|&i| {
-                let cfg = self.node(i).write_config(extra);
-                self.node(i).daemon(&cfg)
-            })
-            .collect()
-    }
-
-    /// Wait until node i's metrics textfile holds `line`.
-    fn wait_metric(&self, i: usize, line: &str) {
-        let p = self.node(i).root.join("var/lib/kubeadm-certd/metrics.prom");
-        let ok = KubeletHarness::wait_until(LIMIT, || {
-            std::fs::read_to_string(&p).is_ok_and(|t| t.lines().any(|l| l == line))
-        });
-        assert!(
-            ok,
-            "node {}: no {line:?} in\n{}",
-            i + 1,
-            std::fs::read_to_string(&p).unwrap_or_default()
-        );
-    }
-
-    fn cli(&self, i: usize, args: &[&str]) -> std::process::Output {
-        let cfg = self.node(i).write_config(COORD);
-        let out = self.node(i).command(&cfg, args).output().unwrap();
-        eprintln!(
-            "$ kubeadm-certd {} (node {})\n{}{}",
-            args.join(" "),
-            i + 1,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
-
-/// Down intervals of one node: from a Stopped event to the next Started of the same file.
-fn down_intervals(events: &[Event]) -> Vec<(String, SystemTime, SystemTime)> {
-    let mut out = Vec::new();
-    for (k, e) in events.iter().enumerate() {
-        if e.kind != EventKind::Stopped {
-            continue;
-        }
-        let back = events[k..]
-            .iter()
-            .find(|s| s.kind == EventKind::Started && s.file == e.file)
-            .map(|s| s.at);
-        out.push((e.file.clone(), e.at, back.unwrap_or_else(SystemTime::now)));
-    }
-    out
-}
-
-/// Puts a key every 100 ms through whichever member answers; the instants of the successes.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    t: std::thread::JoinHandle<Vec<Instant>>,
-}
-
-impl Writer {
-    fn start(n: &ClusterNode) -> Writer {
-        let pki = n.root.join("etc/kubernetes/pki/etcd");
-        let tls = etcd_client::TlsOptions::new()
-            .ca_certificate(etcd_client::Certificate::from_pem(
-                std::fs::read(pki.join("ca.crt")).unwrap(),
-            ))
-            .identity(etcd_client::Identity::from_pem(
-                std::fs::read(pki.join("healthcheck-client.crt")).unwrap(),
-                std::fs::read(pki.join("healthcheck-client.key")).unwrap(),
-            ));
-        let opts = etcd_client::ConnectOptions::new()
-            .with_tls(tls)
-            .with_connect_timeout(Duration::from_millis(500))
-            .with_require_leader(true);
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let t = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let urls: Vec<String> = cluster_support::IPS
-                    .iter()
-                    .map(|ip| format!("https://{ip}:2379"))
-                    .collect();
-                let mut clients: Vec<Option<etcd_client::Client>> = vec![None, None, None];
-                let mut ok = Vec::new();
-                let mut cur = 0;
-                let mut i = 0u64;
-                while !s.load(Ordering::SeqCst) {
-                    i += 1;
-                    for k in 0..3 {
-                        let j = (cur + k) % 3;
-                        if clients[j].is_none() {
-                            let c = tokio::time::timeout(
-                                Duration::from_millis(500),
-                                etcd_client::Client::connect(
-                                    [urls[j].as_str()],
-                                    Some(opts.clone()),
-                                ),
-                            )
-                            .await;
-                            clients[j] = c.ok().and_then(|c| c.ok());
-                        }
-                        let Some(c) = clients[j].as_mut() else {
-                            continue;
-                        };
-                        let put = c.put("/test/writer", i.to_string(), None);
-                        match tokio::time::timeout(Duration::from_millis(700), put).await {
-                            Ok(Ok(_)) => {
-                                ok.push(Instant::now());
-                                cur = j;
-                                break;
-                            }
-                            _ => clients[j] = None,
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                ok
-            })
-        });
-        Writer { stop, t }
-    }
-
-    /// Stop; the longest time between two successful writes.
-    fn finish(self) -> Duration {
-        self.stop.store(true, Ordering::SeqCst);
-        let ok = self.t.join().unwrap();
-        assert!(ok.len() > 10, "the writer hardly wrote: {}", ok.len());
-        ok.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
-    }
-}
 
 #[test]
 fn three_daemons_all_due_restart_one_node_at_a_time_and_etcd_stays_writable() {
@@ -271,7 +26,7 @@ fn three_daemons_all_due_restart_one_node_at_a_time_and_etcd_stays_writable() {
     for i in 0..3 {
         ha.wait_restarted(i, &FILES, t0, &refs);
     }
-    let gap = writer.finish();
+    let (gap, _) = writer.finish();
     for i in 0..3 {
         ha.wait_metric(i, "kubeadm_certd_etcd_members_healthy 3");
         ha.wait_metric(i, "kubeadm_certd_lock_held 0");
@@ -286,20 +41,7 @@ fn three_daemons_all_due_restart_one_node_at_a_time_and_etcd_stays_writable() {
         .iter()
         .map(|h| down_intervals(&h.events()))
         .collect();
-    for a in 0..3 {
-        for b in a + 1..3 {
-            for (fa, sa, ea) in &per_node[a] {
-                for (fb, sb, eb) in &per_node[b] {
-                    assert!(
-                        ea <= sb || eb <= sa,
-                        "node {} {fa} down {sa:?}..{ea:?} overlaps node {} {fb} down {sb:?}..{eb:?}",
-                        a + 1,
-                        b + 1
-                    );
-                }
-            }
-        }
-    }
+    assert_one_node_down_at_a_time(&per_node);
     // Each node restarted every component exactly once.
     for (i, v) in per_node.iter().enumerate() {
         for f in FILES {
@@ -355,7 +97,7 @@ fn halt_on_node1_stops_the_others_until_cluster_resume() {
         ha.node(0).daemon(&cfg)
     };
     let halted = KubeletHarness::wait_until(LIMIT, || {
-        let o = ha.cli(1, &["cluster", "status", "-o", "json"]);
+        let o = ha.cli(1, COORD, &["cluster", "status", "-o", "json"]);
         String::from_utf8_lossy(&o.stdout).contains("\"component\": \"kube-apiserver\"")
     });
     assert!(halted, "no halt record; node 1 log:\n{}", _d1.log_text());
@@ -372,15 +114,8 @@ fn halt_on_node1_stops_the_others_until_cluster_resume() {
         ha.node(2).owed()
     );
     std::thread::sleep(Duration::from_secs(6));
+    ha.assert_no_stops(&[1, 2], t0);
     for i in [1, 2] {
-        for f in FILES {
-            assert_eq!(
-                ha.stops(i, f, t0),
-                0,
-                "node {} stopped {f} during the halt",
-                i + 1
-            );
-        }
         assert!(
             ds[i - 1].log_text().contains("restarts are halted"),
             "{}",
@@ -388,11 +123,12 @@ fn halt_on_node1_stops_the_others_until_cluster_resume() {
         );
     }
     ha.wait_metric(1, "kubeadm_certd_halt_present 1");
-    let text = String::from_utf8_lossy(&ha.cli(1, &["cluster", "status"]).stdout).to_string();
+    let text =
+        String::from_utf8_lossy(&ha.cli(1, COORD, &["cluster", "status"]).stdout).to_string();
     assert!(text.contains("Halt: halted by cp1"), "{text}");
     // The operator fixes node 1 and resumes.
     ha.node(0).hook("kube-apiserver.die", None);
-    let out = ha.cli(2, &["cluster", "resume"]);
+    let out = ha.cli(2, COORD, &["cluster", "resume"]);
     assert!(out.status.success());
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -468,14 +204,7 @@ fn killed_holder_releases_after_the_ttl_and_recover_restores_its_manifest() {
             .iter()
             .all(|&i| others.iter().all(|f| ha.stops(i, f, t0) > 0))
     });
-    assert!(
-        proceeded,
-        "{}",
-        ds.iter()
-            .map(|d| d.log_text())
-            .collect::<Vec<_>>()
-            .join("\n-----\n")
-    );
+    assert!(proceeded, "{}", logs(&ds.iter().collect::<Vec<_>>()));
     if parked_etcd {
         for i in [1, 2] {
             let only_etcd = KubeletHarness::wait_until(LIMIT, || ha.node(i).owed() == ["etcd"]);
@@ -489,7 +218,7 @@ fn killed_holder_releases_after_the_ttl_and_recover_restores_its_manifest() {
         }
     }
     // `recover` on the killed node puts its manifest back.
-    let out = ha.cli(0, &["recover"]);
+    let out = ha.cli(0, COORD, &["recover"]);
     assert!(out.status.success());
     let left: Vec<_> = std::fs::read_dir(ha.node(0).parking())
         .unwrap()

@@ -318,6 +318,11 @@ pub fn owed_within_budget(
         counters.guard.restart_budget_spent.clear();
         return (Vec::new(), Vec::new());
     }
+    // A CA rotation step in flight owns them: it restarts them itself, with its rollback and
+    // its halt, first in the cycle (issue 20).
+    if crate::act::rotate::inflight::stands(paths).is_some() {
+        return (Vec::new(), Vec::new());
+    }
     budget(paths, settings, &owed, now, counters)
 }
 

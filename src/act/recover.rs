@@ -234,6 +234,15 @@ fn owed_restarts(
         ));
         return Ok(());
     }
+    if let Some(step) = crate::act::rotate::inflight::stands(paths) {
+        // Without the step's rollback and halt, a restart that failed here would leave the
+        // step's files in place and the step would be recorded anyway (issue 20).
+        r.actions.push(format!(
+            "left the restarts of {} to {step}, interrupted after writing its files: the daemon carries them out with the step, which rolls back and halts if one fails",
+            owed.join(", ")
+        ));
+        return Ok(());
+    }
     r.actions.push(format!(
         "restarting {} (owed by an interrupted run)",
         owed.join(", ")

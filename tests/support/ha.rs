@@ -1,6 +1,6 @@
-//! The 3-node cluster under three stand-in kubelets, with what the HA daemon tests observe:
-//! a writer putting a key every 100 ms, and each node's down intervals from its kubelet's
-//! events. The including crate declares `cluster_support` (support/cluster.rs) and `kubelet`
+//! The 3-node cluster under three stand-in kubelets, with what the HA daemon tests
+//! (`cluster_daemons`, `ca_rotation_ha`) observe: a writer putting a key every 100 ms, each
+//! node's down intervals from its kubelet's events, restarts, owed restarts, metrics. The including crate declares `cluster_support` (support/cluster.rs) and `kubelet`
 //! (support/kubelet.rs).
 #![allow(dead_code)]
 
@@ -8,6 +8,7 @@ use crate::cluster_support::{Cluster, ClusterNode, Daemon};
 use crate::kubelet::{Event, EventKind, HarnessOptions, KubeletHarness};
 use kubeadm_certd::act::staticpods::probe::probe;
 use kubeadm_certd::node::manifests::parse_manifest;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -74,9 +75,57 @@ impl Ha {
         });
         assert!(
             ok,
-            "node {} components not running: {:?}",
+            "node {} components not running: {:?}\n{}",
             i + 1,
-            h.events()
+            h.events(),
+            h.all_logs()
+        );
+    }
+
+    /// Stop node i's etcd member as a parked manifest would, and wait until its process is
+    /// gone: a daemon started earlier could still see the member and take the lock with
+    /// quorum, which is not the situation the caller sets up. Returns where the manifest is.
+    pub fn stop_etcd(&self, i: usize) -> PathBuf {
+        let aside = self.node(i).root.join("etcd.yaml.aside");
+        std::fs::rename(self.node(i).manifest_path("etcd"), &aside).unwrap();
+        let gone = KubeletHarness::wait_until(LIMIT, || {
+            self.kubelets[i].running_pid("etcd.yaml").is_none() && !self.node(i).healthy()
+        });
+        assert!(gone, "node {} etcd did not stop", i + 1);
+        aside
+    }
+
+    /// Wait until node i owes nothing and each of `files` was stopped and started again
+    /// after `after`.
+    pub fn wait_restarted(&self, i: usize, files: &[&str], after: SystemTime, d: &[&Daemon]) {
+        let ok = KubeletHarness::wait_until(LIMIT, || {
+            self.node(i).owed().is_empty()
+                && files.iter().all(|f| self.stops(i, f, after) > 0)
+                && files
+                    .iter()
+                    .all(|f| self.kubelets[i].running_pid(f).is_some())
+        });
+        assert!(
+            ok,
+            "node {} not restarted: owed {:?}, events {:?}\n{}",
+            i + 1,
+            self.node(i).owed(),
+            self.kubelets[i].events(),
+            logs(d)
+        );
+    }
+
+    /// Wait until node i's metrics textfile holds `line`.
+    pub fn wait_metric(&self, i: usize, line: &str) {
+        let p = self.node(i).root.join("var/lib/kubeadm-certd/metrics.prom");
+        let ok = KubeletHarness::wait_until(LIMIT, || {
+            std::fs::read_to_string(&p).is_ok_and(|t| t.lines().any(|l| l == line))
+        });
+        assert!(
+            ok,
+            "node {}: no {line:?} in\n{}",
+            i + 1,
+            std::fs::read_to_string(&p).unwrap_or_default()
         );
     }
 
@@ -87,6 +136,20 @@ impl Ha {
             .iter()
             .filter(|e| e.kind == EventKind::Stopped && e.at > after)
             .count()
+    }
+
+    /// None of `nodes` stopped any component after `after` (a halt stands).
+    pub fn assert_no_stops(&self, nodes: &[usize], after: SystemTime) {
+        for &i in nodes {
+            for f in FILES {
+                assert_eq!(
+                    self.stops(i, f, after),
+                    0,
+                    "node {} stopped {f} during the halt",
+                    i + 1
+                );
+            }
+        }
     }
 
     /// Start a daemon on each node of `which`, its config ending with `extra`.
@@ -121,6 +184,14 @@ impl Ha {
             .map(|h| down_intervals(&h.events()))
             .collect()
     }
+}
+
+/// The daemons' logs, for failure messages.
+pub fn logs(ds: &[&Daemon]) -> String {
+    ds.iter()
+        .map(|d| d.log_text())
+        .collect::<Vec<_>>()
+        .join("\n-----\n")
 }
 
 /// Down intervals of one node: from a Stopped event to the next Started of the same file.

@@ -159,6 +159,11 @@ impl KubeletHarness {
         self.shared.frozen.store(true, Ordering::SeqCst);
     }
 
+    /// Look at the directory again (a kubelet that was stuck and is fixed).
+    pub fn unfreeze(&self) {
+        self.shared.frozen.store(false, Ordering::SeqCst);
+    }
+
     /// Where the children's output goes.
     pub fn log_dir(&self) -> &Path {
         self.logs.path()

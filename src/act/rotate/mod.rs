@@ -6,9 +6,17 @@
 //! At idle this costs nothing on a single node (no etcd request: the record is a local file)
 //! and one GET per cycle on an HA node.
 
+/// Where a daemon cycle enters this node's part: a single node, or an HA node under the lock.
+pub mod entry;
+/// What the journal is told of a node's finished step and the phase it ends.
+mod events;
+/// A step whose restart failed: what is left to roll back, the halt, the resume.
+mod failure;
+/// The backup of a step in flight, tied to the step rather than the run.
+pub mod inflight;
 /// The two CAs as this node holds them; the kept backup set of the old one.
 pub mod material;
-/// One node's steps: lock, files, restarts, progress.
+/// One node's steps: files, restarts, progress.
 pub mod run;
 /// The HA and the single-node side of a step.
 mod side;
@@ -56,37 +64,33 @@ pub fn tick(
     progress: &dyn Fn(Progress),
 ) -> Report {
     if store::LocalStore::active(paths) {
-        return run::run_local(paths, settings, cancel, clock);
+        return entry::local(paths, settings, cancel, clock);
     }
     let c = cancel.clone();
     let stop: crate::cluster::StopFn = std::sync::Arc::new(move || c.is_cancelled());
     if !might_be_ha(paths, settings) {
-        return Report {
-            seen: true,
-            ..Report::default()
-        };
+        inflight::forget_unless(paths, None);
+        return Report::seen(None);
     }
     match crate::cluster::rotation::peek(paths, &settings.coordination, ETCD_CA, &*stop) {
-        Ok(None) => Report {
-            seen: true,
-            ..Report::default()
-        },
-        Ok(Some(r)) if !r.phase.active() => Report {
-            seen: true,
-            record: Some(r),
-            ..Report::default()
-        },
+        Ok(None) => {
+            inflight::forget_unless(paths, None);
+            Report::seen(None)
+        }
+        Ok(Some(r)) if !r.phase.active() => {
+            inflight::forget_unless(paths, Some(&r));
+            Report::seen(Some(r))
+        }
         Ok(Some(_)) => {
             match crate::cluster::Coordinator::connect_with(paths, &settings.coordination, stop) {
                 Ok(Some(coord)) => {
-                    run::run_ha(&coord, paths, settings, ETCD_CA, cancel, clock, progress)
+                    entry::ha(&coord, paths, settings, ETCD_CA, cancel, clock, progress)
                 }
                 Ok(None) => Report {
-                    seen: true,
                     blocked: Some(
                         "a rotation record stands in etcd, but this node does not coordinate (coordination.mode, or a single etcd member): it cannot take part".into(),
                     ),
-                    ..Report::default()
+                    ..Report::seen(None)
                 },
                 Err(e) => {
                     tracing::debug!("connecting to etcd for the rotation: {e:#}");
@@ -99,4 +103,15 @@ pub fn tick(
             Report::default()
         }
     }
+}
+
+/// This node's name as a rotation knows it: its etcd member's name, else the hostname.
+pub fn node_name(paths: &NodePaths) -> String {
+    crate::cluster::endpoints::local_view(paths)
+        .local_name
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into())
+        })
 }

@@ -4,7 +4,8 @@
 
 use super::store::{EtcdStore, LocalStore, Store};
 use crate::act::staticpods::restart::{
-    restart_all, restart_all_gated, RestartOpts, Restarted, Rollback, SequenceError,
+    restart_all, restart_all_gated, Gate, GateVerdict, RestartOpts, Restarted, Rollback,
+    SequenceError,
 };
 use crate::cluster::gate::ClusterGate;
 use crate::cluster::Permit;
@@ -28,6 +29,52 @@ pub(super) trait Side {
     ) -> Result<Vec<Restarted>, SequenceError>;
     /// Record a failure where every node sees it (the HA gate has already written the halt).
     fn halt(&self, reason: &str, now: OffsetDateTime);
+    /// After a rollback, restart `comps` once more on the files put back: verified, nothing
+    /// more to roll back, and a failure only reported (the halt names the one that caused the
+    /// rollback). Each component with whether it came back.
+    fn restart_again(&mut self, comps: &[Component]) -> Vec<(Component, bool)>;
+}
+
+/// What [`Side::restart_again`] reports of a sequence.
+fn outcome(
+    comps: &[Component],
+    r: Result<Vec<Restarted>, SequenceError>,
+) -> Vec<(Component, bool)> {
+    match r {
+        Ok(done) => done.iter().map(|d| (d.component, true)).collect(),
+        Err(e) => {
+            tracing::error!(
+                ACTION = "ca-rotate",
+                RESULT = "failed",
+                "restarting {} again after the rollback: {e}",
+                comps
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            e.done
+                .iter()
+                .map(|c| (*c, true))
+                .chain(e.failed.map(|c| (c, false)))
+                .collect()
+        }
+    }
+}
+
+/// The cluster gate without its halt record (see [`Side::restart_again`]).
+struct NoHalt<'g, 'p, 'c>(&'g mut ClusterGate<'p, 'c>);
+
+impl Gate for NoHalt<'_, '_, '_> {
+    fn before(&mut self, c: Component) -> GateVerdict {
+        self.0.before(c)
+    }
+    fn process_only(&self, c: Component) -> bool {
+        self.0.process_only(c)
+    }
+    fn after(&mut self, c: Component) -> Result<()> {
+        self.0.after(c)
+    }
 }
 
 /// The HA side: the record in etcd, the restart lock held, the cluster gate.
@@ -65,6 +112,22 @@ impl Side for Ha<'_, '_> {
         restart_all_gated(self.paths, comps, &self.opts, rollback, &mut gate)
     }
     fn halt(&self, _reason: &str, _now: OffsetDateTime) {}
+    fn restart_again(&mut self, comps: &[Component]) -> Vec<(Component, bool)> {
+        let mut gate = ClusterGate {
+            permit: self.permit,
+            cancel: self.stop,
+            now: self.clock,
+            catch_up: self.catch_up,
+        };
+        let r = restart_all_gated(
+            self.paths,
+            comps,
+            &self.opts,
+            &|_| Vec::new(),
+            &mut NoHalt(&mut gate),
+        );
+        outcome(comps, r)
+    }
 }
 
 /// The single-node side: the record in stateDir, no lock.
@@ -87,6 +150,12 @@ impl Side for Local<'_> {
         rollback: &dyn Fn(Component) -> Rollback,
     ) -> Result<Vec<Restarted>, SequenceError> {
         restart_all(self.paths, comps, &self.opts, rollback)
+    }
+    fn restart_again(&mut self, comps: &[Component]) -> Vec<(Component, bool)> {
+        outcome(
+            comps,
+            restart_all(self.paths, comps, &self.opts, &|_| Vec::new()),
+        )
     }
     fn halt(&self, reason: &str, now: OffsetDateTime) {
         let r = (|| -> Result<()> {

@@ -174,7 +174,7 @@ pub fn prepare(
                 .map(|h| h.member.label())
                 .collect()
         }
-        Place::Local => vec![super::run::node_name(paths)],
+        Place::Local => vec![super::node_name(paths)],
     };
     if ca_dir.is_none() && settings.ca_validity <= settings.ca_warn_before {
         problems.push(format!(
@@ -239,7 +239,7 @@ pub fn prepare(
         bail!("{}", problems.join("\n"));
     }
     let id = rotation_id(now);
-    let node = super::run::node_name(paths);
+    let node = super::node_name(paths);
     let stamp = rfc3339(now);
     let mut record = Rotation {
         id,
@@ -342,7 +342,7 @@ pub fn abort(paths: &NodePaths, place: &Place, now: OffsetDateTime) -> Result<Ro
         let Some((cur, rev)): Option<Versioned> = store.load()? else {
             bail!("no CA rotation is recorded: nothing to abort");
         };
-        let by = who(&super::run::node_name(paths));
+        let by = who(&super::node_name(paths));
         let next = cur.aborted(&by, &rfc3339(now)).map_err(|e| anyhow!(e))?;
         if store.swap(rev, &next).context("recording the abort")? {
             tracing::warn!(

@@ -2,8 +2,9 @@
 //! contents of `etcd/ca.crt`, `etcd/ca.key` and the etcd leaves that are not yet as the phase
 //! wants them; then the journalled commit, with the restarts it owes recorded before any file
 //! changes. A step is idempotent: run again after a crash, it finds what is done and does the
-//! rest.
+//! rest; its backup is the step's, not the run's (`inflight`).
 
+use super::inflight::InFlight;
 use super::material::{current_bundle, Cas};
 use crate::act::store::{atomic, backup, journal, owed};
 use crate::config::Settings;
@@ -13,7 +14,7 @@ use crate::pki::keys;
 use crate::pki::material::{self, FileChange, Source};
 use crate::pki::table::{CaId, Component, HANDLERS};
 use crate::plan::restarts::ManifestConsumers;
-use crate::plan::rotation::{Target, Which};
+use crate::plan::rotation::{Rotation, Target, Which};
 use crate::plan::Consumers;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
@@ -165,18 +166,22 @@ fn components(paths: &NodePaths, changes: &[FileChange]) -> Vec<Component> {
         .collect()
 }
 
-/// Commit a step: back up the files it replaces, record the restarts it owes (before any
-/// file changes: a crash after a rename must leave them owed), stage every file, journal the
-/// renames, rename, clear the journal. `recover` rolls an interrupted commit forward. Returns
-/// the backup set and, per target, its copy there (for a rollback).
+/// Commit a step: back up the files it replaces, record that backup as the step's
+/// ([`InFlight`]: a later run of the same step rolls back to it), record the restarts it owes
+/// (before any file changes: a crash after a rename must leave them owed), stage every file,
+/// journal the renames, rename, clear the journal. `recover` rolls an interrupted commit
+/// forward. Returns the backup set.
 pub fn commit(
     paths: &NodePaths,
+    rec: &Rotation,
     step: &Step,
     now: OffsetDateTime,
-) -> Result<(PathBuf, Vec<(PathBuf, PathBuf)>)> {
+) -> Result<PathBuf> {
     let dir = backup::new_dir(paths, now)?;
     let targets: Vec<PathBuf> = step.changes.iter().map(|c| c.target.clone()).collect();
     backup::copy_into(paths, &dir, &targets)?;
+    InFlight::merged(paths, rec, &dir, &targets).write(paths)?;
+    fail::fail_point!("rotate::after-backup");
     let mut owe = owed::read(paths);
     for c in &step.components {
         if !owe.iter().any(|o| o == c.name()) {
@@ -209,19 +214,27 @@ pub fn commit(
         entries,
     };
     journal::write(paths, &j)?;
+    fail::fail_point!("rotate::after-stage");
+    let (ca_crt, ca_key) = (paths.pki.join("etcd/ca.crt"), paths.pki.join("etcd/ca.key"));
     for e in &j.entries {
-        atomic::commit(
-            &paths.root.resolve(&e.staged),
-            &paths.root.resolve(&e.target),
-        )?;
+        let target = paths.root.resolve(&e.target);
+        atomic::commit(&paths.root.resolve(&e.staged), &target)?;
+        // The crash suite stops here: after the bundle, after the CA key, between a leaf's
+        // key and its certificate, after any rename.
+        if target == ca_crt {
+            fail::fail_point!("rotate::after-bundle");
+        }
+        if target == ca_key {
+            fail::fail_point!("rotate::after-ca-key");
+        }
+        if target != ca_key && e.target.ends_with(".key") {
+            fail::fail_point!("rotate::between-leaf-key-and-cert");
+        }
+        fail::fail_point!("rotate::mid-commit");
     }
     journal::remove(paths)?;
-    let pairs = targets
-        .iter()
-        .map(|t| (t.clone(), paths.backup_path(&dir, t)))
-        .filter(|(_, copy)| copy.is_file())
-        .collect();
-    Ok((dir, pairs))
+    fail::fail_point!("rotate::after-commit");
+    Ok(dir)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ fn step_in(paths: &NodePaths, s: &Settings, rec: &Rotation) -> Step {
     material::keep_old(paths, rec, &cas, OffsetDateTime::now_utc()).unwrap();
     let st = prepare(paths, s, &t, &cas, OffsetDateTime::now_utc()).unwrap();
     if !st.changes.is_empty() {
-        commit(paths, &st, OffsetDateTime::now_utc()).unwrap();
+        commit(paths, rec, &st, OffsetDateTime::now_utc()).unwrap();
     }
     // Run again: nothing left to do.
     let cas = material::load(paths, rec, t.key == crate::plan::rotation::Which::New).unwrap();

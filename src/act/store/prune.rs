@@ -70,6 +70,15 @@ pub fn needed(paths: &NodePaths, sets: &[PathBuf]) -> BTreeMap<String, String> {
             );
         }
     }
+    // A rotation step in flight rolls back to these (issue 20).
+    for d in crate::act::rotate::inflight::dirs(paths) {
+        if let Some(n) = name(&d) {
+            out.insert(
+                n,
+                "a CA rotation step in flight rolls back to it".to_string(),
+            );
+        }
+    }
     // The old CA of a rotation (issue 20): how an abort, or an operator, gets it back.
     for d in sets {
         if let (Some(m), Some(n)) = (crate::act::rotate::material::marker(d), name(d)) {
