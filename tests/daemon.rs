@@ -195,9 +195,10 @@ fn sigterm_during_a_restart_hold_leaves_nothing_parked() {
             )
         })
         .collect();
+    let log = d.path().join("daemon.log");
     let mut child = Command::new(BIN)
         .args(["--root", root, "--config", cfg.to_str().unwrap(), "run"])
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let parking = d.path().join("etc/kubernetes/tmp/kubeadm-certd-parked");
@@ -217,6 +218,17 @@ fn sigterm_during_a_restart_hold_leaves_nothing_parked() {
         0,
         "a manifest was left parked"
     );
+    // A stop request is not a failed restart: nothing is rolled back, the restarts stay owed.
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !log.contains(kubeadm_certd::logging::MSG_RESTART_FAILED) && !log.contains("ERROR"),
+        "{log}"
+    );
+    assert!(log.contains("its restart stays owed"), "{log}");
+    assert!(d
+        .path()
+        .join("var/lib/kubeadm-certd/restarts-owed.json")
+        .exists());
     for (name, bytes) in before {
         assert_eq!(
             std::fs::read(manifests.join(&name)).unwrap(),

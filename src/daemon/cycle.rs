@@ -296,6 +296,16 @@ fn restart(
         Ok(crate::act::restart::Sequence::Owed(why)) => {
             rep.owed = Some(format!("{} ({why})", restarts.join(", ")));
         }
+        Err(e) if e.failed.is_none() && cancel.is_cancelled() => {
+            // A stop request during a hold: the manifest is back, nothing failed, the
+            // restarts stay owed for the next start.
+            let done: Vec<String> = e.done.iter().map(|c| c.name().into()).collect();
+            guard::record_restarts(paths, &done, now);
+            e.done
+                .iter()
+                .for_each(|c| state.counters.restart(c.name(), true));
+            tracing::info!(ACTION = "restart", RESULT = "interrupted", "{e}");
+        }
         Err(e) => {
             rep.failures += 1;
             let tried: Vec<String> = e

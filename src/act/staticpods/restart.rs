@@ -462,10 +462,14 @@ fn run_sequence(
                 done.push(r);
                 gate.after(c)?;
             }
-            Err(RestartError::Interrupted(_)) => bail!(
-                "{}: interrupted by a signal; its manifest is back in place",
-                c.name()
-            ),
+            Err(RestartError::Interrupted(_)) => {
+                // Not a failure of the component: nothing to roll back, its restart stays owed.
+                *current = None;
+                bail!(
+                    "{}: interrupted by a signal; its manifest is back in place and its restart stays owed",
+                    c.name()
+                )
+            }
             Err(e) => {
                 let e = match e {
                     RestartError::Other(a) => anyhow!("{a:#}"),
