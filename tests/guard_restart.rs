@@ -199,7 +199,8 @@ fn run_once_past_the_budget_keeps_the_restart_owed_and_says_so() {
     let ce = node.run(&["check-expiration"]);
     let ce_err = String::from_utf8_lossy(&ce.stderr);
     assert!(
-        ce_err.contains("restarted kube-apiserver 3 times") && ce_err.contains("owed restarts"),
+        ce_err.contains("restarted kube-apiserver 3 times")
+            && ce_err.contains("restarts owed: kube-apiserver"),
         "{ce_err}"
     );
     // The way out is by hand: `recover` carries out the owed restart.
