@@ -391,7 +391,8 @@ fn a_second_run_names_the_lock_holder() {
     write!(f, "{}", std::process::id()).unwrap();
     f.flush().unwrap();
     let t = n.tree();
-    let out = n.run(&["renew", "all", "--no-restart"]);
+    // --wait bounds the wait for the holder (default 5 min); the message names it either way.
+    let out = n.run(&["renew", "all", "--no-restart", "--wait", "1s"]);
     out.assert_code(1);
     out.assert_one_error(&[&std::process::id().to_string()]);
     t.assert_same(&n.tree(), "renew while locked");

@@ -200,32 +200,7 @@ pub fn commit(
     let files: Vec<PathBuf> = prepared.iter().flat_map(|p| p.old_files.clone()).collect();
     backup::copy_into(paths, &dir, &files)?;
     fail::fail_point!("renew::after-backup");
-    let mut entries = Vec::new();
-    let mut staged_files = Vec::new();
-    for c in prepared.iter().flat_map(|p| &p.changes) {
-        match atomic::stage(&c.target, &c.contents, c.mode) {
-            Ok(staged) => {
-                entries.push(journal::Entry {
-                    target: paths.show(&c.target),
-                    staged: paths.show(&staged),
-                });
-                staged_files.push(staged);
-            }
-            Err(e) => {
-                // Nothing was committed: leave no temp file behind (a full disk, a read-only
-                // filesystem).
-                for f in &staged_files {
-                    let _ = std::fs::remove_file(f);
-                }
-                return Err(e);
-            }
-        }
-    }
-    let j = journal::Journal {
-        backup_dir: paths.show(&dir),
-        entries,
-    };
-    journal::write(paths, &j)?;
+    let j = journal::stage_all(paths, &dir, prepared.iter().flat_map(|p| &p.changes))?;
     if owe_restarts {
         // Before any rename: a crash from here on leaves restarts that recovery carries out.
         let changed: Vec<(&Handler, Vec<String>)> = prepared

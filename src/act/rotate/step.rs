@@ -190,30 +190,7 @@ pub fn commit(
     }
     owe.sort_by_key(|n| Component::ORDER.iter().position(|c| c.name() == n));
     owed::write(paths, &owe)?;
-    let mut entries = Vec::new();
-    let mut staged = Vec::new();
-    for c in &step.changes {
-        match atomic::stage(&c.target, &c.contents, c.mode) {
-            Ok(s) => {
-                entries.push(journal::Entry {
-                    target: paths.show(&c.target),
-                    staged: paths.show(&s),
-                });
-                staged.push(s);
-            }
-            Err(e) => {
-                for f in &staged {
-                    let _ = std::fs::remove_file(f);
-                }
-                return Err(e);
-            }
-        }
-    }
-    let j = journal::Journal {
-        backup_dir: paths.show(&dir),
-        entries,
-    };
-    journal::write(paths, &j)?;
+    let j = journal::stage_all(paths, &dir, &step.changes)?;
     fail::fail_point!("rotate::after-stage");
     let (ca_crt, ca_key) = (paths.pki.join("etcd/ca.crt"), paths.pki.join("etcd/ca.key"));
     for e in &j.entries {

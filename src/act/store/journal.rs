@@ -6,6 +6,7 @@
 
 use crate::act::store::atomic::{self, is_staged_name};
 use crate::node::NodePaths;
+use crate::pki::material::FileChange;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,41 @@ pub struct Journal {
 pub fn write(paths: &NodePaths, j: &Journal) -> Result<()> {
     let text = serde_json::to_vec_pretty(j).context("encoding the journal")?;
     atomic::write_atomic(&paths.journal(), &text, 0o600)
+}
+
+/// Stage every change next to its target, then write the journal that commits them (in
+/// order). Nothing is committed here: on an error every file staged so far is removed (a full
+/// disk, a read-only filesystem) and no journal is written.
+pub fn stage_all<'a>(
+    paths: &NodePaths,
+    backup_dir: &Path,
+    changes: impl IntoIterator<Item = &'a FileChange>,
+) -> Result<Journal> {
+    let mut entries = Vec::new();
+    let mut staged_files = Vec::new();
+    for c in changes {
+        match atomic::stage(&c.target, &c.contents, c.mode) {
+            Ok(staged) => {
+                entries.push(Entry {
+                    target: paths.show(&c.target),
+                    staged: paths.show(&staged),
+                });
+                staged_files.push(staged);
+            }
+            Err(e) => {
+                for f in &staged_files {
+                    let _ = std::fs::remove_file(f);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let j = Journal {
+        backup_dir: paths.show(backup_dir),
+        entries,
+    };
+    write(paths, &j)?;
+    Ok(j)
 }
 
 /// Read the journal, if one exists.
