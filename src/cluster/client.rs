@@ -229,7 +229,20 @@ impl Pool {
 
     /// Members (refreshed) and their health.
     pub async fn health(&self) -> Result<Vec<MemberHealth>, Unreachable> {
-        let ms = self.refresh_members().await?;
+        // While the members elect a leader, MemberList fails ("no leader") but each member
+        // still answers Status: ask the members last seen, so that the answer names who is
+        // down rather than only "no member answered".
+        let ms = match self.refresh_members().await {
+            Ok(ms) => ms,
+            Err(e) => {
+                let known = self.known();
+                if known.is_empty() {
+                    return Err(e);
+                }
+                tracing::debug!("etcd member list failed ({e}); using the members last seen");
+                known
+            }
+        };
         let opts = self.options().map_err(|e| Unreachable(format!("{e:#}")))?;
         Ok(health(&ms, &opts).await)
     }

@@ -160,6 +160,17 @@ pub async fn release(pool: &Pool, lease: &Lease, key: Option<&[u8]>) -> Result<(
     if let Some(k) = key {
         let _ = bounded("unlock", c.unlock(k.to_vec())).await;
     }
+    if bounded("lease revoke", c.lease_revoke(lease.id))
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    // The working client may still route to a member that went away meanwhile (its
+    // channel keeps the old endpoint list): once more over the members that answer now,
+    // rather than leave the others waiting for the lease's TTL.
+    pool.invalidate();
+    let mut c = pool.working().await.map_err(|e| anyhow!(e))?;
     bounded("lease revoke", c.lease_revoke(lease.id))
         .await
         .map(|_| ())

@@ -285,7 +285,8 @@ impl KubeTasks {
 /// restart keeps it), and retry quietly with backoff.
 async fn cluster_kubelet_config(kube: Kube, enable: bool, paths: NodePaths, stats: Shared) {
     let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
-    let mut said = false;
+    // Said already by this task's predecessor (the same value, before a new client).
+    let mut said = stats.lock().configmap_said == Some(enable);
     loop {
         let r = set_server_tls_bootstrap(&kube, enable).await;
         if let Err(CmError::Kube(e)) = &r {
@@ -308,13 +309,16 @@ async fn cluster_kubelet_config(kube: Kube, enable: bool, paths: NodePaths, stat
                 if let Err(e) = pending::clear(&paths) {
                     tracing::warn!(ACTION = "kubelet-config", "{e:#}");
                 }
-                stats.lock().configmap = None;
+                let mut s = stats.lock();
+                s.configmap = None;
+                s.configmap_said = None;
                 return;
             }
             Err(CmError::Kube(crate::kube::KubeError::Cancelled)) => return,
             Err(e) if e.transient() => {
                 if !said {
                     said = true;
+                    stats.lock().configmap_said = Some(enable);
                     if let Err(w) = pending::write(&paths, enable, now()) {
                         tracing::warn!(ACTION = "kubelet-config", "{w:#}");
                     }
@@ -334,7 +338,9 @@ async fn cluster_kubelet_config(kube: Kube, enable: bool, paths: NodePaths, stat
                     ACTION = "kubelet-config",
                     "serverTLSBootstrap: {enable} not set in the cluster's kubelet ConfigMap: {e} (tried again at the next start or reload, or when `kubelet-serving-certs` asks again)"
                 );
-                stats.lock().configmap = None;
+                let mut s = stats.lock();
+                s.configmap = None;
+                s.configmap_said = None;
                 return;
             }
         }

@@ -23,6 +23,9 @@ pub struct Stats {
     pub pending: BTreeMap<String, Option<OffsetDateTime>>,
     /// `serverTLSBootstrap` waiting to be set in the kubelet-config ConfigMap, if any.
     pub configmap: Option<bool>,
+    /// The ConfigMap value already said to be pending: a task restarted with a new client
+    /// (a renewed admin.conf, a reload) does not say it again.
+    pub configmap_said: Option<bool>,
 }
 
 /// What waits for the API while it does not answer, for the one line that says so: only
