@@ -147,6 +147,20 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?)
 }
 
+/// Context switches of every thread (voluntary + involuntary): how often the process woke.
+fn wakeups(pid: u32) -> Result<u64> {
+    let mut n = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let text = std::fs::read_to_string(t?.path().join("status")).unwrap_or_default();
+        n += text
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(n)
+}
+
 fn idle(bin: &Path, secs: u64) -> Result<()> {
     let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
     for mode in ["off", "on"] {
@@ -158,26 +172,29 @@ fn idle(bin: &Path, secs: u64) -> Result<()> {
             stop(child);
             bail!("approver on but no watch open after 5 s");
         }
-        let (r0, c0, n0) = (
+        let (r0, c0, n0, w0) = (
             proc_field(pid, "VmRSS:")?,
             cpu_ticks(pid)?,
             s.api.requests().len(),
+            wakeups(pid)?,
         );
         let t = Instant::now();
         std::thread::sleep(Duration::from_secs(secs));
-        let (r1, c1, hwm) = (
+        let (r1, c1, hwm, w1) = (
             proc_field(pid, "VmRSS:")?,
             cpu_ticks(pid)?,
             proc_field(pid, "VmHWM:")?,
+            wakeups(pid)?,
         );
         let took = t.elapsed().as_secs_f64();
         let watching = s.api.open_watches();
         let n1 = s.api.requests().len();
         stop(child);
         println!(
-            "idle approver={mode} rss_start_kib={r0} rss_end_kib={r1} hwm_kib={hwm} cpu_s={:.2} secs={took:.1} requests={} watches_open={watching}",
+            "idle approver={mode} rss_start_kib={r0} rss_end_kib={r1} hwm_kib={hwm} cpu_s={:.2} secs={took:.1} requests={} watches_open={watching} wakeups={}",
             (c1 - c0) as f64 / tick,
-            n1 - n0
+            n1 - n0,
+            w1.saturating_sub(w0)
         );
     }
     Ok(())

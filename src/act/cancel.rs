@@ -9,10 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Cloneable; all clones share one flag and one progress counter.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Cancel {
     stop: Arc<AtomicBool>,
     progress: Arc<AtomicU64>,
+    /// Wakes async waiters at [`Cancel::cancel`], so that an idle task waits without polling
+    /// the flag. A signal handler sets the flag only; its owner then calls `cancel()`.
+    woken: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Cancel {
+    fn default() -> Cancel {
+        Cancel {
+            stop: Arc::default(),
+            progress: Arc::default(),
+            woken: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
 }
 
 impl Cancel {
@@ -24,6 +37,18 @@ impl Cancel {
     /// Ask the current work to stop at its next safe point.
     pub fn cancel(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.woken.send_replace(true);
+    }
+
+    /// Resolves once stopping was asked for through [`Cancel::cancel`] (at once when the
+    /// flag is already set): an async task's wait ends at a stop without polling.
+    pub async fn stopped(&self) {
+        let mut rx = self.woken.subscribe();
+        if self.is_cancelled() {
+            return;
+        }
+        // Err: every sender is gone, which cannot happen while `self` holds one.
+        let _ = rx.wait_for(|stop| *stop).await;
     }
 
     /// Whether stopping was asked for.
@@ -63,7 +88,10 @@ pub async fn race<F: Future>(
             return None;
         }
         let tick = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + poll));
+        // Biased: a call that has its answer wins over a stop that came meanwhile, so what
+        // the server did is known (and logged) rather than dropped.
         tokio::select! {
+            biased;
             v = &mut f => return Some(v),
             _ = tick => if tokio::time::Instant::now() >= deadline { return None },
         }

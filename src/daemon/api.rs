@@ -11,7 +11,7 @@ use crate::act::metrics::{KubeGauges, KubeSource};
 use crate::config::ApproverMode;
 use crate::context::{now, Ctx};
 use crate::kube::approver;
-use crate::kube::client::{sleep, Backoff, Kube};
+use crate::kube::client::{pause, Backoff, Kube};
 use crate::kube::kubelet_config::{set_server_tls_bootstrap, CmEdit, CmError};
 use crate::kube::stats::Shared;
 use crate::logging;
@@ -55,6 +55,9 @@ impl Basis {
         }
     }
 }
+
+/// How long the tasks get to end on their own at the daemon's stop.
+const STOP_GRACE: Duration = Duration::from_millis(300);
 
 /// The running tasks; dropping this stops them. The counters outlive the tasks: they are
 /// the daemon's, from start to exit.
@@ -143,6 +146,21 @@ impl KubeTasks {
     }
 
     /// Stop the client's tasks (the counters stay).
+    /// At the daemon's stop (its cancel handle already cancelled): let the tasks end on their
+    /// own for a moment, so that a decision the API has just recorded is also logged, then
+    /// abort whatever still waits (a call to a hanging API). SIGTERM stays within 1 s.
+    pub async fn finish(mut self) {
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        let tasks = [self.approver.as_mut(), self.refresh.as_mut()];
+        for h in tasks
+            .into_iter()
+            .flatten()
+            .chain(self.configmap.as_mut().map(|(_, h)| h))
+        {
+            let _ = tokio::time::timeout_at(deadline, h).await;
+        }
+    }
+
     fn stop(&mut self) {
         let tasks = [self.approver.take(), self.refresh.take()];
         tasks
@@ -328,7 +346,7 @@ async fn cluster_kubelet_config(kube: Kube, enable: bool, paths: NodePaths, stat
                         "serverTLSBootstrap: {enable} in the cluster's kubelet-config ConfigMap is pending ({e}); it is set when the API answers"
                     );
                 }
-                if !sleep(backoff.next_delay(), kube.cancel()).await {
+                if !pause(backoff.next_delay(), kube.cancel()).await {
                     return;
                 }
             }

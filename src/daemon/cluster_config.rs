@@ -5,7 +5,7 @@
 
 use crate::act::cluster_config::{keep, summary, Kept};
 use crate::config::Settings;
-use crate::kube::client::{race, sleep, Backoff, Kube};
+use crate::kube::client::{pause, race, Backoff, Kube};
 use crate::kube::cluster_config::{read, ReadError, COMMAND_BOUND};
 use crate::kube::stats::Shared;
 use crate::logging;
@@ -120,7 +120,7 @@ pub async fn refresh(kube: Kube, paths: NodePaths, stats: Shared, now: fn() -> O
             }
             Outcome::Retry => backoff.next_delay(),
         };
-        if !sleep(wait, kube.cancel()).await {
+        if !pause(wait, kube.cancel()).await {
             return;
         }
     }

@@ -303,14 +303,17 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                     }
                 }
             }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            // The handler has set the flag already; this also wakes the waiting tasks.
+            _ = sigterm.recv() => { cancel.cancel(); break }
+            _ = sigint.recv() => { cancel.cancel(); break }
         }
         if cancel.is_cancelled() {
+            cancel.cancel();
             break;
         }
     }
     notify::stopping();
+    kube.finish().await;
     tracing::info!("stopping");
     Ok(())
 }

@@ -43,11 +43,25 @@ pub async fn race<F: Future>(f: F, bound: Duration, cancel: &Cancel) -> Option<F
     crate::act::cancel::race(f, bound, CANCEL_POLL, || cancel.is_cancelled()).await
 }
 
-/// Sleep for `d`, or less when a stop is requested; false when stopped.
+/// Sleep for `d`, or less when a stop is requested; false when stopped. It looks at the stop
+/// request every [`CANCEL_POLL`]: for a command's short waits (a retry's backoff).
 pub async fn sleep(d: Duration, cancel: &Cancel) -> bool {
     race(tokio::time::sleep(d), d + CANCEL_POLL, cancel)
         .await
         .is_some()
+}
+
+/// Sleep for `d`, or until a stop is requested through [`Cancel::cancel`], without waking
+/// meanwhile; false when stopped. For the long waits of the daemon's own tasks (backoffs of
+/// up to 5 minutes, the ClusterConfiguration refresh's 15): polling the stop flag would wake
+/// an idle daemon ten times a second (issue 19: CPU ≈ 0). The daemon calls `cancel()` at
+/// SIGTERM and aborts what has not ended soon after (`daemon::api::KubeTasks::finish`).
+pub async fn pause(d: Duration, cancel: &Cancel) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = cancel.stopped() => {}
+    }
+    !cancel.is_cancelled()
 }
 
 impl Kube {
@@ -323,5 +337,26 @@ mod tests {
                 .is_none()
         );
         assert!(t.elapsed() < Duration::from_millis(200));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn pause_sleeps_its_time_or_ends_at_a_stop() {
+        let c = Cancel::new();
+        let t = tokio::time::Instant::now();
+        assert!(pause(Duration::from_secs(300), &c).await);
+        assert_eq!(t.elapsed(), Duration::from_secs(300));
+        let stopper = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                c.cancel();
+            })
+        };
+        let t = tokio::time::Instant::now();
+        assert!(!pause(Duration::from_secs(300), &c).await);
+        assert_eq!(t.elapsed(), Duration::from_secs(2));
+        stopper.await.unwrap();
+        // Stopped before the call: the call is not made.
+        assert_eq!(race(async { 7 }, Duration::from_secs(3), &c).await, None);
     }
 }

@@ -13,7 +13,7 @@ pub mod facts;
 
 pub use facts::{gather, Env, Facts, HostFn};
 
-use crate::kube::client::{sleep, Backoff, Csr, Kube, KUBELET_SERVING};
+use crate::kube::client::{pause, Backoff, Csr, Kube, KUBELET_SERVING};
 use crate::kube::stats::Shared;
 use crate::kube::views::{csr_view, is_pending};
 use crate::kube::KubeError;
@@ -82,7 +82,7 @@ pub async fn run(kube: Kube, env: Env, stats: Shared) {
             Err(KubeError::Cancelled) => return,
             Err(e) => {
                 a.problem("list", &e);
-                if !sleep(backoff.next_delay(), a.kube.cancel()).await {
+                if !pause(backoff.next_delay(), a.kube.cancel()).await {
                     return;
                 }
                 continue;
@@ -130,7 +130,7 @@ impl Approver {
                 Err(e) => {
                     if !e.gone() {
                         self.problem("watch", &e);
-                        if !sleep(backoff.next_delay(), self.kube.cancel()).await {
+                        if !pause(backoff.next_delay(), self.kube.cancel()).await {
                             return false;
                         }
                     }
@@ -138,7 +138,9 @@ impl Approver {
                 }
             };
             let mut stream = std::pin::pin!(stream);
+            // Only while CSRs are pending: an idle approver sleeps until the watch delivers.
             let mut recheck = tokio::time::interval(RECHECK);
+            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             recheck.tick().await;
             loop {
                 tokio::select! {
@@ -180,7 +182,8 @@ impl Approver {
                             return self.pause_unless_healthy(opened, events, backoff).await;
                         }
                     },
-                    _ = recheck.tick() => self.pass(None).await,
+                    _ = recheck.tick(), if !self.pending.is_empty() => self.pass(None).await,
+                    _ = self.kube.cancel().stopped() => return false,
                 }
                 if self.kube.cancel().is_cancelled() {
                     return false;
@@ -204,7 +207,7 @@ impl Approver {
             backoff.reset();
             return true;
         }
-        sleep(backoff.next_delay(), self.kube.cancel()).await
+        pause(backoff.next_delay(), self.kube.cancel()).await
     }
 
     /// Take in a CSR from a list or an event; true when it is pending (worth deciding).
