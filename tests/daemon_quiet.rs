@@ -231,6 +231,31 @@ fn idle_daemon_runs_one_cycle_per_interval() {
 }
 
 #[test]
+fn the_idle_daemon_pages_its_executable_out_after_a_cycle_unless_told_not_to() {
+    for (extra, want) in [("", true), ("idlePageout: false\n", false)] {
+        let d = node(300);
+        let cfg = config(
+            d.path(),
+            &format!("checkInterval: 5s\njitter: 0s\nrestart:\n  enabled: false\nmetrics:\n  textfile: {TEXTFILE}\napprover:\n  kubeconfig: /etc/kubernetes/none.conf\n{extra}"),
+        );
+        let daemon = Daemon::start(d.path(), &cfg, &[]);
+        // After each cycle the daemon is quiet for 5 s, longer than memory::SETTLE (3 s): no
+        // kubeconfig, so no API client whose retries would count as activity.
+        assert!(wait_for(Duration::from_secs(30), || cycles(d.path())
+            .get("timer")
+            >= Some(&2)));
+        let log = daemon.stop();
+        let released = log.lines().filter(|l| l.contains("idle: released")).count();
+        // The start cycle's and each timer cycle's quiet spell.
+        if want {
+            assert!(released >= 2, "{extra:?}:\n{log}");
+        } else {
+            assert_eq!(released, 0, "{extra:?}:\n{log}");
+        }
+    }
+}
+
+#[test]
 fn timer_cycles_are_one_interval_apart() {
     let d = node(300);
     let cfg = config(

@@ -30,6 +30,7 @@ pub struct Fragment {
     require_time_sync: Option<BoolOrWord>,
     approver: Option<super::approver::ApproverFragment>,
     encryption_algorithm: Option<String>,
+    idle_pageout: Option<bool>,
 }
 
 /// `true`, `false` or a word such as `auto`.
@@ -229,6 +230,9 @@ impl Settings {
         }
         if let Some(a) = f.approver {
             s.approver = super::ApproverSettings::from_fragment(a)?;
+        }
+        if let Some(p) = f.idle_pageout {
+            s.idle_pageout = p;
         }
         s.check_renewal_gap()?;
         Ok(s)

@@ -112,6 +112,9 @@ pub struct Settings {
     pub certificates_dir_explicit: bool,
     /// Where validity, key algorithm and certificates dir came from (issue 18).
     pub sources: Sources,
+    /// `idlePageout`: after each cycle, page the daemon's own executable out
+    /// (`daemon::memory::release_executable`).
+    pub idle_pageout: bool,
 }
 
 impl Default for Settings {
@@ -154,6 +157,7 @@ impl Default for Settings {
             certificate_validity_explicit: false,
             certificates_dir_explicit: false,
             sources: Sources::default(),
+            idle_pageout: true,
         }
     }
 }

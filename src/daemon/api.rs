@@ -72,6 +72,8 @@ pub struct KubeTasks {
     configmap: Option<(bool, JoinHandle<()>)>,
     /// The pending request (value, since) last taken up, so that each is taken up once.
     pending_seen: Option<(bool, String)>,
+    /// Told of the tasks' calls and watch events (every client this makes reports to it).
+    activity: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for KubeTasks {
@@ -161,6 +163,12 @@ impl KubeTasks {
         }
     }
 
+    /// The API side's activity signal: resolves after a call or watch event (one wake for
+    /// any number of them since the last).
+    pub fn activity(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.activity)
+    }
+
     fn stop(&mut self) {
         let tasks = [self.approver.take(), self.refresh.take()];
         tasks
@@ -181,7 +189,7 @@ impl KubeTasks {
         // The ClusterConfiguration refresh (issue 18) runs wherever the kubeconfig exists,
         // whatever the approver's mode: the client is needed in every case.
         let kube = match Kube::connect(&paths.root, &a.kubeconfig, cancel).await {
-            Ok(Some(k)) => k,
+            Ok(Some(k)) => k.reporting_to(Arc::clone(&self.activity)),
             Ok(None) => {
                 if a.mode == ApproverMode::On && logging::once_a_day("approver-no-kubeconfig") {
                     tracing::error!(

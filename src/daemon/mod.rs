@@ -44,8 +44,12 @@ const DEBOUNCE: Duration = Duration::from_millis(700);
 /// Run the daemon (or one cycle with `once`).
 pub fn run(ctx: Ctx, reload: impl Fn() -> Result<Ctx> + Send + 'static, once: bool) -> Result<()> {
     memory::limit_arenas();
+    // A cycle runs on a blocking thread; it leaves 1 s after the cycle (tokio's default is
+    // 10 s), before the executable's pages are released (`memory::SETTLE`): an idle daemon
+    // keeps no thread it does not use, and no thread's exit maps code back in.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .thread_keep_alive(memory::BLOCKING_KEEP_ALIVE)
         .build()
         .context("starting the runtime")?;
     rt.block_on(run_async(ctx, reload, once))
@@ -243,6 +247,14 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
         tokio::time::Instant::now() + s.check_interval + splay(s.jitter)
     };
     let mut next = rotation::next_cycle(next_at(&ctx.settings), Some(&first));
+    // When to release the executable's pages: once quiet for `memory::SETTLE` after a cycle.
+    let settle = |s: &crate::config::Settings| {
+        s.idle_pageout
+            .then(|| tokio::time::Instant::now() + memory::SETTLE)
+    };
+    let mut release = settle(&ctx.settings);
+    // The approver's watch events and the API calls run code too: release again after them.
+    let api_activity = kube.activity();
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
@@ -254,6 +266,7 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                 kube.after_cycle(&ctx, &cancel).await;
                 state.counters.kube = kube.source();
                 next = rotation::next_cycle(next_at(&ctx.settings), rep.as_ref());
+                release = settle(&ctx.settings);
             }
             _ = w.changed() => {
                 // Collect the burst, then scan once for all of it.
@@ -274,6 +287,12 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                 // `kubelet-serving-certs` with the API down leaves the ConfigMap part pending.
                 kube.after_cycle(&ctx, &cancel).await;
                 state.counters.kube = kube.source();
+                release = settle(&ctx.settings);
+            }
+            _ = api_activity.notified() => release = settle(&ctx.settings),
+            _ = tokio::time::sleep_until(release.unwrap_or(next)), if release.is_some() => {
+                release = None;
+                memory::release_executable();
             }
             _ = wd_tick.tick(), if wd.is_some() => notify::watchdog(),
             _ = sighup.recv() => {

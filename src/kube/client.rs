@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use kube::api::{Api, ListParams, ObjectList, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Connecting (TCP + TLS) gives up after this.
@@ -36,6 +37,9 @@ pub struct Kube {
     watcher: kube::Client,
     url: String,
     cancel: Cancel,
+    /// Told after each call and watch event, so that the daemon can page its executable out
+    /// once the API side is quiet again (`daemon::memory`).
+    activity: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Run `f` until it finishes, `bound` passes, or `cancel` is set.
@@ -65,6 +69,19 @@ pub async fn pause(d: Duration, cancel: &Cancel) -> bool {
 }
 
 impl Kube {
+    /// Tell `n` about each call and watch event from now on.
+    pub fn reporting_to(mut self, n: Arc<tokio::sync::Notify>) -> Kube {
+        self.activity = Some(n);
+        self
+    }
+
+    /// Note some work with the API (a call made, a watch event taken in).
+    pub fn touched(&self) {
+        if let Some(n) = &self.activity {
+            n.notify_one();
+        }
+    }
+
     /// Connect with the kubeconfig at host path `kubeconfig` (resolved under `root`).
     /// `Ok(None)` when the file does not exist: a node without admin.conf (a worker) has no
     /// client, and that is not an error.
@@ -107,6 +124,7 @@ impl Kube {
             watcher: build(watch_cfg)?,
             url: url.clone(),
             cancel: cancel.clone(),
+            activity: None,
         }))
     }
 
@@ -125,7 +143,9 @@ impl Kube {
     where
         F: Future<Output = Result<T, kube::Error>>,
     {
-        match race(f, CALL_BOUND, &self.cancel).await {
+        let r = race(f, CALL_BOUND, &self.cancel).await;
+        self.touched();
+        match r {
             Some(r) => r.map_err(|e| KubeError::from_kube(e, what, &self.url)),
             None if self.cancel.is_cancelled() => Err(KubeError::Cancelled),
             None => Err(KubeError::TimedOut {

@@ -149,7 +149,7 @@ impl Approver {
                         // because it went away (kube-client ends the stream without an
                         // error when the connection closes). Reopen from rv.
                         Err(_) | Ok(None) => break,
-                        Ok(Some(Ok(ev))) => { events += 1; match ev {
+                        Ok(Some(Ok(ev))) => { events += 1; self.kube.touched(); match ev {
                             WatchEvent::Added(c) | WatchEvent::Modified(c) => {
                                 rv = c.metadata.resource_version.clone().unwrap_or(rv);
                                 let name = c.metadata.name.clone().unwrap_or_default();
