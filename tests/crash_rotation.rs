@@ -153,7 +153,11 @@ fn assert_consistent(n: &Node) {
 fn assert_rotated(r: &Rotating, log: &str) {
     let n = &r.n;
     assert_eq!(r.phase(), "done", "{log}");
-    assert_eq!(certs(&n.p(CA_CRT)), [r.new.clone()], "ca.crt\n{log}");
+    assert_eq!(
+        certs(&n.p(CA_CRT)),
+        std::slice::from_ref(&r.new),
+        "ca.crt\n{log}"
+    );
     let ca = n.p(CA_CRT);
     assert_pair(&ca, &n.p(CA_KEY), &ca);
     for b in etcd_leaves() {
