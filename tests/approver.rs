@@ -320,3 +320,27 @@ fn two_control_plane_daemons_decide_each_csr_once_without_errors() {
     );
     only_approval_writes(&c);
 }
+
+/// The idle release of the executable's pages (issue 19) follows the approver's work too: a
+/// CSR decided long after the last cycle is followed by another release, with no cycle between.
+#[test]
+fn a_decision_after_the_idle_release_is_followed_by_another_release() {
+    let c = Cluster::new(300);
+    let mut d = Proc::daemon(&c, APPROVER_ON);
+    let count = |d: &Proc, what: &str| d.log().lines().filter(|l| l.contains(what)).count();
+    assert!(
+        d.wait_log("idle: released", Duration::from_secs(20)),
+        "{}",
+        d.log()
+    );
+    let (released, cycles) = (count(&d, "idle: released"), count(&d, "cycle ("));
+    c.good_csr("csr-late", "w1");
+    assert!(c.wait_decided("csr-late", DECIDE).is_some(), "{}", d.log());
+    wait_for(Duration::from_secs(15), || {
+        count(&d, "idle: released") > released
+    });
+    d.term();
+    let log = d.log();
+    assert!(count(&d, "idle: released") > released, "{log}");
+    assert_eq!(count(&d, "cycle ("), cycles, "a cycle ran meanwhile: {log}");
+}
