@@ -44,7 +44,8 @@ fn csr_dir_without_csr_only() {
 
 #[test]
 fn bad_output_format() {
-    usage_error(&["check-expiration", "-o", "yaml"]);
+    usage_error(&["check-expiration", "-o", "xml"]);
+    usage_error(&["check-expiration", "-o", "wide"]);
 }
 
 #[test]

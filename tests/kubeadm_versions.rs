@@ -123,6 +123,34 @@ fn manifest_image_tag_picks_the_style() {
         .find(|c| c["name"] == "admin.conf")
         .unwrap();
     assert!(admin.get("caName").is_none(), "{admin}");
+    // `-o yaml` prints the same document (the binary, end to end), in kubeadm's YAML layout.
+    set_apiserver_image(d.path(), "v1.33.2");
+    let json_text = check(d.path(), &["-o", "json"]);
+    let yaml = check(d.path(), &["-o", "yaml"]);
+    // Two runs: residualTime may have moved by a second between them.
+    let without_residual = |mut v: serde_json::Value| {
+        for list in [
+            "certificates",
+            "certificateAuthorities",
+            "kubeletCertificates",
+        ] {
+            for item in v[list].as_array_mut().into_iter().flatten() {
+                item.as_object_mut().unwrap().remove("residualTime");
+            }
+        }
+        v
+    };
+    let back = without_residual(serde_yaml::from_str(&yaml).unwrap());
+    let json = without_residual(serde_json::from_str(&json_text).unwrap());
+    assert_eq!(back, json, "{yaml}");
+    assert!(
+        yaml.starts_with("apiVersion: output.kubeadm.k8s.io/v1alpha3\n"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("\n- caName: ca\n  expirationDate: \"20"),
+        "{yaml}"
+    );
 }
 
 #[test]

@@ -351,6 +351,50 @@ fn json_matches_kubeadm_printer_plus_extras() {
         v["kubeletCertificates"][0]["path"],
         "/var/lib/kubelet/pki/<current>&.pem"
     );
+    // `-o yaml`: the same document through sigs.k8s.io/yaml (JSON -> generic maps -> go-yaml
+    // v2): keys sorted, `- ` at the parent's indentation, timestamps double-quoted.
+    let yaml = kubeadm_certd::plan::report::yaml::json_to_yaml(expected).unwrap();
+    let expected_yaml = r#"apiVersion: output.kubeadm.k8s.io/v1alpha3
+certificateAuthorities:
+- expirationDate: "2036-11-24T12:00:00Z"
+  externallyManaged: false
+  missing: false
+  name: ca
+  notBefore: null
+  path: /etc/kubernetes/pki/ca.crt
+  residualTime: 315273600
+  status: ok
+certificates:
+- expirationDate: null
+  externallyManaged: false
+  missing: true
+  name: admin.conf
+  notBefore: null
+  path: /etc/kubernetes/admin.conf
+  residualTime: 0
+  status: missing
+- caName: ca
+  expirationDate: "2027-11-28T11:55:00Z"
+  externallyManaged: false
+  missing: false
+  name: apiserver
+  notBefore: "2026-11-28T11:55:00Z"
+  path: /etc/kubernetes/pki/apiserver.crt
+  residualTime: 31535700
+  status: ok
+kind: CertificateExpirationInfo
+kubeletCertificates:
+- expirationDate: "2026-11-28T11:59:57Z"
+  missing: false
+  name: kubelet-client
+  notBefore: null
+  path: /var/lib/kubelet/pki/<current>&.pem
+  residualTime: -2
+  status: expired
+"#;
+    assert_eq!(yaml, expected_yaml);
+    let back: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(back, v, "the YAML reads back as the JSON document");
 }
 
 #[test]

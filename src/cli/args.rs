@@ -34,6 +34,24 @@ pub enum Output {
     Text,
     /// kubeadm's CertificateExpirationInfo.
     Json,
+    /// The JSON document as kubeadm's YAML printer writes it.
+    Yaml,
+}
+
+impl Output {
+    /// Print a document in this machine-readable format (Text: as JSON).
+    pub fn print_doc(self, v: &serde_json::Value) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(v)?;
+        match self {
+            Output::Yaml => {
+                let yaml = crate::plan::report::yaml::json_to_yaml(&json)
+                    .ok_or_else(|| anyhow::anyhow!("cannot print the document as YAML"))?;
+                print!("{yaml}");
+            }
+            Output::Text | Output::Json => println!("{json}"),
+        }
+        Ok(())
+    }
 }
 
 /// `cluster` subcommands.

@@ -172,7 +172,7 @@ fn load_any(ctx: &Ctx) -> Result<(Option<Rotation>, Option<String>, Option<Strin
 fn status(ctx: &Ctx, output: Output) -> Result<()> {
     let (rec, halt, place) = load_any(ctx)?;
     match output {
-        Output::Json => {
+        Output::Json | Output::Yaml => {
             let v = match &rec {
                 None => json!({"rotation": null, "halt": halt}),
                 Some(r) => json!({
@@ -182,7 +182,7 @@ fn status(ctx: &Ctx, output: Output) -> Result<()> {
                     "where": place,
                 }),
             };
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            output.print_doc(&v)?;
         }
         Output::Text => match &rec {
             None => println!("No CA rotation recorded."),

@@ -47,6 +47,8 @@ pub fn run(ctx: &Ctx, output: Output, now: OffsetDateTime) -> Result<()> {
     let text = match output {
         Output::Text => report::render_text_with(&r, now, &opts),
         Output::Json => report::render_json_with(&r, now, &opts.style),
+        Output::Yaml => report::yaml::json_to_yaml(&report::render_json_with(&r, now, &opts.style))
+            .ok_or_else(|| anyhow::anyhow!("cannot print the report as YAML"))?,
     };
     std::io::stdout().write_all(text.as_bytes())?;
     // An unreadable kubelet file is a row above, and still a failure.

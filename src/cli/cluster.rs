@@ -39,13 +39,13 @@ pub fn run(ctx: &Ctx, action: &ClusterAction) -> Result<()> {
                     print!("{}", text(&st, mode));
                     println!("{}", rotation_line(rot.as_ref()));
                 }
-                Output::Json => {
+                Output::Json | Output::Yaml => {
                     let mut v = to_json(&st, mode);
                     v["caRotation"] = rot.as_ref().map_or(serde_json::Value::Null, |r| {
                         json!({"id": r.id, "ca": r.ca, "phase": r.phase, "nodes": r.nodes,
                                "done": r.done.keys().collect::<Vec<_>>(), "progress": r.progress()})
                     });
-                    println!("{}", serde_json::to_string_pretty(&v)?)
+                    output.print_doc(&v)?
                 }
             }
             Ok(())

@@ -119,7 +119,7 @@ fn summary(csr: &crate::kube::client::Csr, v: &Verdict) -> String {
 async fn list(ctx: &Ctx, kube: &Kube, output: Output) -> Result<()> {
     let (rows, facts) = rows(ctx, kube).await?;
     let now = crate::context::now();
-    if output == Output::Json {
+    if output != Output::Text {
         let items: Vec<_> = rows
             .iter()
             .map(|r| {
@@ -138,8 +138,7 @@ async fn list(ctx: &Ctx, kube: &Kube, output: Output) -> Result<()> {
             })
             .collect();
         let doc = json!({"nodes": facts.nodes.len(), "items": items});
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return output.print_doc(&doc);
     }
     if rows.is_empty() {
         println!("No kubelet serving CSRs.");

@@ -17,6 +17,7 @@ mod json;
 /// Which kubeadm release prints what: the release → style table, HumanDuration.
 pub mod style;
 mod text;
+pub mod yaml;
 
 pub use json::{render_json, render_json_with};
 pub use text::{render_text, render_text_with};
