@@ -404,3 +404,32 @@ fn negative_duration() {
 fn zero_validity() {
     config_case("certificateValidity: 0d\n", "certificateValidity");
 }
+
+/// No etcd answering (nothing listens on the manifest's client URL): `cluster status` says so
+/// in one line with the root cause, not tonic's Debug rendering of the transport error.
+#[test]
+fn cluster_status_without_etcd_is_one_line_with_the_cause() {
+    let n = fresh();
+    // A port nothing listens on (2379 may be a packaged etcd's).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    edit(&n.path("/etc/kubernetes/manifests/etcd.yaml"), |t| {
+        t.replace("127.0.0.1:2379", &format!("127.0.0.1:{port}"))
+    });
+    let out = n.run(&["cluster", "status"]);
+    out.assert_code(1);
+    let err = out.stderr.trim();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no etcd member answered")
+            && err.contains(&format!("127.0.0.1:{port}"))
+            && err.contains("Connection refused"),
+        "{err}"
+    );
+    for debug in ["source:", "Some(", "ConnectError(", "Os {"] {
+        assert!(!err.contains(debug), "Rust Debug format in: {err}");
+    }
+}

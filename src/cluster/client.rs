@@ -82,12 +82,38 @@ where
     F: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
 {
     match tokio::time::timeout(PROBE_TIMEOUT, f).await {
-        Ok(r) => r.map_err(|e| anyhow!("{what}: {e}")),
+        Ok(r) => r.map_err(|e| anyhow!("{what}: {}", describe(&e))),
         Err(_) => bail!(
             "{what}: no answer within {}",
             humantime::format_duration(PROBE_TIMEOUT)
         ),
     }
+}
+
+/// An etcd-client error as one line for people. A gRPC status displays as `code: '…',
+/// message: "…", source: Some(<Debug of the transport error>)`; this gives its message and
+/// the root cause instead: `tcp connect error: Connection refused (os error 111)`.
+pub fn describe(e: &etcd_client::Error) -> String {
+    let etcd_client::Error::GRpcStatus(st) = e else {
+        return e.to_string();
+    };
+    let mut out = st.message().to_string();
+    let mut root = None;
+    let mut cur = std::error::Error::source(st);
+    while let Some(c) = cur {
+        root = Some(c.to_string());
+        cur = c.source();
+    }
+    if let Some(r) = root.filter(|r| !out.contains(r.as_str())) {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&r);
+    }
+    if out.is_empty() {
+        out = st.code().description().to_string();
+    }
+    out
 }
 
 /// A client to exactly one endpoint.

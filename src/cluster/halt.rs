@@ -1,7 +1,8 @@
 //! The durable halt record: written (with no lease, so it outlives every daemon) when a
 //! restart failed and was rolled back; while it stands no node restarts anything.
 
-use anyhow::{Context, Result};
+use super::client::describe;
+use anyhow::{anyhow, Context, Result};
 use etcd_client::Client;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,7 @@ pub async fn get(c: &mut Client) -> Result<Option<Halt>> {
     let r = c
         .get(HALT_KEY, None)
         .await
-        .context("reading the halt record")?;
+        .map_err(|e| anyhow!("reading the halt record: {}", describe(&e)))?;
     match r.kvs().first() {
         None => Ok(None),
         Some(kv) => Ok(Some(
@@ -50,7 +51,7 @@ pub async fn put(c: &mut Client, h: &Halt) -> Result<()> {
     let v = serde_json::to_vec(h)?;
     c.put(HALT_KEY, v, None)
         .await
-        .context("writing the halt record")?;
+        .map_err(|e| anyhow!("writing the halt record: {}", describe(&e)))?;
     Ok(())
 }
 
@@ -59,6 +60,6 @@ pub async fn clear(c: &mut Client) -> Result<bool> {
     let r = c
         .delete(HALT_KEY, None)
         .await
-        .context("removing the halt record")?;
+        .map_err(|e| anyhow!("removing the halt record: {}", describe(&e)))?;
     Ok(r.deleted() > 0)
 }

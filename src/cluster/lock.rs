@@ -55,7 +55,7 @@ async fn bounded<T>(
     tokio::time::timeout(super::client::PROBE_TIMEOUT, f)
         .await
         .map_err(|_| anyhow!("{what}: no answer"))?
-        .map_err(|e| anyhow!("{what}: {e}"))
+        .map_err(|e| anyhow!("{what}: {}", super::client::describe(&e)))
 }
 
 /// Grant a lease of `ttl`, write the holder record on it, start the keep-alive loop.

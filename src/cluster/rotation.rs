@@ -23,7 +23,7 @@ async fn get(c: &mut etcd_client::Client, ca: &str) -> Result<Option<Versioned>>
     let r = tokio::time::timeout(PROBE_TIMEOUT, c.get(key.as_str(), None))
         .await
         .map_err(|_| anyhow!("reading {key}: no answer"))?
-        .with_context(|| format!("reading {key}"))?;
+        .map_err(|e| anyhow!("reading {key}: {}", client::describe(&e)))?;
     match r.kvs().first() {
         None => Ok(None),
         Some(kv) => Ok(Some((decode(&key, kv.value())?, kv.mod_revision()))),
@@ -71,7 +71,7 @@ impl Coordinator {
             let out = tokio::time::timeout(PROBE_TIMEOUT, c.txn(txn))
                 .await
                 .map_err(|_| anyhow!("writing {key}: no answer"))
-                .and_then(|r| r.with_context(|| format!("writing {key}")));
+                .and_then(|r| r.map_err(|e| anyhow!("writing {key}: {}", client::describe(&e))));
             match out {
                 Ok(t) => Ok(t.succeeded()),
                 Err(e) => {
