@@ -18,6 +18,14 @@ use support::daemon_node::config;
 const BIN: &str = env!("CARGO_BIN_EXE_kubeadm-certd");
 const TEXTFILE: &str = "/var/lib/node_exporter/textfile_collector/kubeadm_certd.prom";
 
+/// The config of these tests: `interval`, no jitter, no restarts, the textfile; then `extra`.
+fn quiet_config(root: &Path, interval: &str, extra: &str) -> PathBuf {
+    config(
+        root,
+        &format!("checkInterval: {interval}\njitter: 0s\nrestart:\n  enabled: false\nmetrics:\n  textfile: {TEXTFILE}\n{extra}"),
+    )
+}
+
 fn node(leaf_days: u64) -> tempfile::TempDir {
     let d = support::daemon_node::node(leaf_days);
     std::fs::create_dir_all(
@@ -137,10 +145,7 @@ fn watched_files(root: &Path) -> Vec<PathBuf> {
 #[test]
 fn reading_certificates_starts_no_cycle() {
     let d = node(300);
-    let cfg = config(
-        d.path(),
-        &format!("checkInterval: 1h\njitter: 0s\nrestart:\n  enabled: false\nmetrics:\n  textfile: {TEXTFILE}\n"),
-    );
+    let cfg = quiet_config(d.path(), "1h", "");
     let daemon = Daemon::start(d.path(), &cfg, &[]);
     assert!(
         wait_for(Duration::from_secs(20), || cycles(d.path()).get("start")
@@ -195,10 +200,7 @@ fn reading_certificates_starts_no_cycle() {
 #[test]
 fn idle_daemon_runs_one_cycle_per_interval() {
     let d = node(300);
-    let cfg = config(
-        d.path(),
-        &format!("checkInterval: 2s\njitter: 0s\nrestart:\n  enabled: false\nmetrics:\n  textfile: {TEXTFILE}\n"),
-    );
+    let cfg = quiet_config(d.path(), "2s", "");
     let daemon = Daemon::start(d.path(), &cfg, &[]);
     assert!(wait_for(Duration::from_secs(20), || cycles(d.path())
         .get("start")
@@ -234,10 +236,8 @@ fn idle_daemon_runs_one_cycle_per_interval() {
 fn the_idle_daemon_pages_its_executable_out_after_a_cycle_unless_told_not_to() {
     for (extra, want) in [("", true), ("idlePageout: false\n", false)] {
         let d = node(300);
-        let cfg = config(
-            d.path(),
-            &format!("checkInterval: 5s\njitter: 0s\nrestart:\n  enabled: false\nmetrics:\n  textfile: {TEXTFILE}\napprover:\n  kubeconfig: /etc/kubernetes/none.conf\n{extra}"),
-        );
+        let extra = format!("approver:\n  kubeconfig: /etc/kubernetes/none.conf\n{extra}");
+        let cfg = quiet_config(d.path(), "5s", &extra);
         let daemon = Daemon::start(d.path(), &cfg, &[]);
         // After each cycle the daemon is quiet for 5 s, longer than memory::SETTLE (3 s): no
         // kubeconfig, so no API client whose retries would count as activity.

@@ -97,3 +97,33 @@ pub async fn race<F: Future>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stop that comes while a call waits, and the call's answer at the same instant as
+    /// the next look at the stop: the answer is taken (the `biased` select). Unbiased, each
+    /// round would drop it half the time.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn an_answer_ready_with_the_stop_check_wins() {
+        for _ in 0..20 {
+            let c = Cancel::new();
+            let stopper = {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    c.cancel();
+                })
+            };
+            let answer = async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                7
+            };
+            let poll = Duration::from_millis(100);
+            let got = race(answer, Duration::from_secs(10), poll, || c.is_cancelled()).await;
+            assert_eq!(got, Some(7));
+            stopper.await.unwrap();
+        }
+    }
+}

@@ -41,14 +41,9 @@ pub enum Output {
 impl Output {
     /// Print a document in this machine-readable format (Text: as JSON).
     pub fn print_doc(self, v: &serde_json::Value) -> anyhow::Result<()> {
-        let json = serde_json::to_string_pretty(v)?;
         match self {
-            Output::Yaml => {
-                let yaml = crate::plan::report::yaml::json_to_yaml(&json)
-                    .ok_or_else(|| anyhow::anyhow!("cannot print the document as YAML"))?;
-                print!("{yaml}");
-            }
-            Output::Text | Output::Json => println!("{json}"),
+            Output::Yaml => print!("{}", crate::plan::report::yaml::to_yaml(v)),
+            Output::Text | Output::Json => println!("{}", serde_json::to_string_pretty(v)?),
         }
         Ok(())
     }

@@ -147,7 +147,6 @@ impl KubeTasks {
         self.notice_pending(&ctx.paths);
     }
 
-    /// Stop the client's tasks (the counters stay).
     /// At the daemon's stop (its cancel handle already cancelled): let the tasks end on their
     /// own for a moment, so that a decision the API has just recorded is also logged, then
     /// abort whatever still waits (a call to a hanging API). SIGTERM stays within 1 s.
@@ -169,6 +168,7 @@ impl KubeTasks {
         Arc::clone(&self.activity)
     }
 
+    /// Stop the client's tasks (the counters stay).
     fn stop(&mut self) {
         let tasks = [self.approver.take(), self.refresh.take()];
         tasks

@@ -322,15 +322,16 @@ async fn run_async(mut ctx: Ctx, reload: impl Fn() -> Result<Ctx>, once: bool) -
                     }
                 }
             }
-            // The handler has set the flag already; this also wakes the waiting tasks.
-            _ = sigterm.recv() => { cancel.cancel(); break }
-            _ = sigint.recv() => { cancel.cancel(); break }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
         }
         if cancel.is_cancelled() {
-            cancel.cancel();
             break;
         }
     }
+    // Every way out of the loop is a stop. The signal handler set only the flag; this also
+    // wakes the API tasks' waits.
+    cancel.cancel();
     notify::stopping();
     kube.finish().await;
     tracing::info!("stopping");

@@ -21,17 +21,21 @@ use serde_json::{Map, Value};
 
 /// The YAML form of a JSON document; `None` when `json` does not parse (a bug upstream).
 pub fn json_to_yaml(json: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(json).ok()?;
+    serde_json::from_str(json).ok().map(|v| to_yaml(&v))
+}
+
+/// The YAML form of a JSON value.
+pub fn to_yaml(v: &Value) -> String {
     let mut out = String::new();
-    match &v {
+    match v {
         Value::Object(m) if !m.is_empty() => map(m, 0, false, &mut out),
         Value::Array(a) if !a.is_empty() => seq(a, 0, false, &mut out),
         _ => {
-            out.push_str(&scalar(&v));
+            out.push_str(&scalar(v));
             out.push('\n');
         }
     }
-    Some(out)
+    out
 }
 
 fn pad(n: usize, out: &mut String) {
