@@ -291,7 +291,11 @@ fn abort_during_reissue_returns_every_node_to_the_old_ca() {
     assert_ne!(certs_der(&new_ca), certs_der(&old.ca));
     let new_intruder = client_cert(&dir, &new_ca, &new_key);
     let out = ha.cli(2, CFG, &["ca", "rotate", "etcd-ca", "--abort"]);
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("reissue-old begins"));
     for i in 0..3 {
         ha.node(i).hook("kube-apiserver.slowexit", None);
